@@ -1,0 +1,215 @@
+"""The ``fedsim`` command line. Errors of type :class:`FedsimError` become one line and an exit code."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fedsim import __version__
+from fedsim.errors import FedsimError
+
+app = typer.Typer(
+    help="Simulate a FeTS-style federated evaluation of segmentation containers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+run_app = typer.Typer(help="Run a benchmark over simulated sites.", no_args_is_help=True)
+sites_app = typer.Typer(help="Inspect and synthesise simulated institutions.", no_args_is_help=True)
+app.add_typer(run_app, name="run")
+app.add_typer(sites_app, name="sites")
+
+out = Console()
+err = Console(stderr=True)
+
+DEFAULT_BENCHMARK = Path("benchmarks/fets2022-task2")
+RuntimeOpt = Annotated[
+    str | None,
+    typer.Option("--runtime", help="override every site's runtime: auto, local, docker or singularity"),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"fedsim {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """fedsim: will your container survive the federation?"""
+
+
+@run_app.command("benchmark")
+def run_benchmark_cmd(
+    benchmark: Annotated[Path, typer.Argument(help="benchmark directory or benchmark.yaml")] = DEFAULT_BENCHMARK,
+    sites: Annotated[
+        list[Path] | None, typer.Option("--sites", help="site file or directory (repeatable); default: the benchmark's")
+    ] = None,
+    runtime: RuntimeOpt = None,
+    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="where run directories are created")] = Path("runs"),
+    run_id: Annotated[str | None, typer.Option("--run-id", help="name of the run directory")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", help="only run these models (repeatable)")] = None,
+    max_sites: Annotated[int | None, typer.Option("--max-sites", help="sites running at once (default: CPUs)")] = None,
+) -> None:
+    """Run every site's data prep, every model's inference and the metrics, then rank the models."""
+    from fedsim.pipeline.run import RunOptions, prepare_run, run_benchmark  # noqa: PLC0415
+    from fedsim.report.console import RunProgress, final_table, ranking_table  # noqa: PLC0415
+
+    if runtime is not None and runtime not in {"auto", "local", "docker", "singularity"}:
+        raise typer.BadParameter("choose auto, local, docker or singularity", param_hint="--runtime")
+    options = RunOptions(
+        benchmark=benchmark,
+        sites=tuple(sites or ()),
+        runtime=runtime,
+        runs_dir=runs_dir,
+        run_id=run_id,
+        models=tuple(model or ()),
+        max_sites=max_sites,
+    )
+    bench, site_specs, _ = prepare_run(options)  # validate everything before printing anything
+    out.print(
+        f"benchmark [bold]{bench.name}[/]: {len(site_specs)} sites × {len(bench.models)} models "
+        f"({', '.join(m.name for m in bench.models)})"
+    )
+    stop = threading.Event()
+
+    def _interrupt(_sig: int, _frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        err.print("interrupt: stopping running jobs (press Ctrl-C again to abort at once) ...")
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, _interrupt)
+    try:
+        with RunProgress(out) as progress:
+            report = run_benchmark(options, on_event=progress, on_message=out.print, stop_event=stop)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    out.print(final_table(report))
+    if report.ranking is not None:
+        out.print(ranking_table(report.ranking))
+    failed = [r for rs in report.results.values() for r in rs if not r.status.finished_ok]
+    for r in failed:
+        out.print(f"[yellow]{r.site}/{r.name}[/]: {r.status.value} — {r.reason}", highlight=False, soft_wrap=True)
+    out.print(f"results: {report.run.root}  ({report.duration_s:.1f}s)")
+    if report.interrupted:
+        err.print(f"run interrupted; finished work is in {report.run.root}")
+        raise typer.Exit(130)
+
+
+@sites_app.command("list")
+def sites_list(
+    sites: Annotated[list[Path] | None, typer.Argument(help="site files or directories")] = None,
+) -> None:
+    """Show the simulated institutions: data, runtime and hardware."""
+    from fedsim.pipeline.sitedata import needs_synthesis, site_data_dir  # noqa: PLC0415
+    from fedsim.spec import load_sites  # noqa: PLC0415
+
+    specs = load_sites(list(sites or [Path("sites")]))
+    table = Table()
+    for col in ("site", "runtime", "GPUs", "GPU mem", "RAM", "CPUs", "data", "shift"):
+        table.add_column(col)
+    for s in specs:
+        hw = s.hardware
+        synth = s.data.synthesize
+        state = "to synthesise" if needs_synthesis(s) else "ready"
+        shift = ""
+        if synth is not None:
+            d = synth.shift.model_dump()
+            shift = ", ".join(f"{k}={v:g}" for k, v in d.items() if v != type(synth.shift)().model_dump()[k])
+        table.add_row(
+            s.name,
+            s.runtime,
+            str(hw.gpus),
+            f"{hw.gpu_memory_gb:g} GB",
+            f"{hw.ram_gb:g} GB",
+            str(hw.cpus),
+            f"{site_data_dir(s)} ({state})",
+            shift or "-",
+        )
+    out.print(table)
+
+
+@sites_app.command("synthesize")
+def sites_synthesize(
+    sites: Annotated[list[Path] | None, typer.Argument(help="site files or directories")] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="write raw cases here (one folder per site) instead of the cache")
+    ] = None,
+    cases: Annotated[int | None, typer.Option("--cases", min=1, help="override the number of cases")] = None,
+) -> None:
+    """Create the synthetic raw data of sites (cached; rerunning reuses it)."""
+    from fedsim.pipeline.sitedata import ensure_site_data  # noqa: PLC0415
+    from fedsim.spec import load_sites  # noqa: PLC0415
+    from fedsim.spec.models import SiteDataSpec  # noqa: PLC0415
+
+    for s in load_sites(list(sites or [Path("sites")])):
+        if s.data.synthesize is None:
+            out.print(f"{s.name}: real data at {s.data.path}, nothing to synthesise")
+            continue
+        synth = s.data.synthesize
+        if cases is not None:
+            synth = synth.model_copy(update={"cases": cases})
+        path = (out_dir / s.name).resolve() if out_dir is not None else s.data.path
+        s = s.model_copy(update={"data": SiteDataSpec(path=path, synthesize=synth)})
+        out.print(f"{s.name}: {synth.cases} cases {tuple(synth.shape)} ...", end=" ")
+        directory = ensure_site_data(s)
+        out.print(f"{directory}")
+
+
+@app.command("rank")
+def rank_cmd(
+    directory: Annotated[Path, typer.Argument(help="directory with one <institution>.yaml per site")],
+    method: Annotated[str, typer.Option("--method", help="ranking method")] = "rankThenMean",
+    output: Annotated[Path | None, typer.Option("--out", help="CSV output directory (default: DIR/ranking)")] = None,
+) -> None:
+    """Rank algorithms over institutions with challengeR's semantics (as FeTS did) and write CSVs."""
+    from fedsim.ranking import METHODS, load_institutions, rank, write_csvs  # noqa: PLC0415
+    from fedsim.report.console import ranking_table  # noqa: PLC0415
+
+    if method not in METHODS:
+        raise typer.BadParameter(f"choose one of {', '.join(METHODS)}", param_hint="--method")
+    result = rank(load_institutions(directory), method=method)
+    out.print(ranking_table(result))
+    for path in write_csvs(result, output or directory / "ranking"):
+        out.print(f"wrote {path}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: turn fedsim's own errors into one line and a non-zero exit."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except FedsimError as exc:
+        err.print(f"error: {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        import click  # noqa: PLC0415
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""The executor seam: *where* a job runs. The pipeline never knows which executor it has.
+
+Every executor runs the same :func:`fedsim.pipeline.execute.execute_job`; the local one in this process,
+a Ray one as a remote task pinned to the site's node.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from types import TracebackType
+
+from fedsim.pipeline.job import Job, JobResult
+
+
+class Executor(abc.ABC):
+    name = "abstract"
+
+    @abc.abstractmethod
+    def run(self, job: Job, stop_event: threading.Event | None = None) -> JobResult:
+        """Run one job to its end (blocking) and return its record; job failures are records, not raises."""
+
+    def lanes(self, requested: int) -> int:
+        """How many sites may run at once."""
+        return max(1, requested)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what the executor holds (clients, clusters)."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

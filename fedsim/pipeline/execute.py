@@ -1,0 +1,116 @@
+"""Run one job to completion: pick its runtime, prepare the cube, launch, supervise, record.
+
+The same ``execute_job`` runs under every executor; executors only decide where it runs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from fedsim.cube import Isolation, bind
+from fedsim.errors import FedsimError
+from fedsim.guard import DeadlineGuard, Guard, RamGuard, supervise
+from fedsim.pipeline.job import Job, JobKind, JobResult, JobStatus
+from fedsim.runtimes.select import RuntimePool, runtime_for
+
+MODEL_PARAMETERS = {"data_path", "output_path"}
+
+
+def count_cases(cases_dir: Path | None) -> int:
+    if cases_dir is None or not cases_dir.is_dir():
+        return 0
+    return sum(1 for p in cases_dir.iterdir() if p.is_dir())
+
+
+def _clean(path: Path) -> None:
+    """Empty an output directory owned by this job (a retry or resume must not see stale files)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def _tail(path: Path, lines: int = 1) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - 4096))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    kept = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return " | ".join(kept[-lines:])[:300]
+
+
+def execute_job(job: Job, runtimes: RuntimePool, stop_event: threading.Event | None = None) -> JobResult:
+    """Execute ``job``; never raises for a job-level failure — the failure is the returned record."""
+    result = JobResult(job.site, job.name, job.kind.value, job.model, JobStatus.RUNNING, log=str(job.log_path))
+    started = time.monotonic()
+    try:
+        for path in job.clean_outputs:
+            _clean(path)
+        name = runtime_for(job.runtime, job.cube)
+        result.runtime = name
+        runtime = runtimes.get(name)
+        runtime.prepare(job.cube, job.base_image)  # image build/pull: before the clock starts
+        num_cases = count_cases(job.cases_dir)
+        result.num_cases = num_cases if job.cases_dir is not None else None
+        inv = bind(
+            job.cube,
+            job.task,
+            job.overrides(),
+            isolation=Isolation(
+                untrusted=job.untrusted,
+                singularity_fidelity=job.untrusted and job.runtime == "singularity" and name == "docker",
+                ram_bytes=job.limits.ram_bytes,
+                base_image=job.base_image,
+            ),
+            only=MODEL_PARAMETERS if job.kind is JobKind.INFER else None,
+            labels={"fedsim.job": job.key, "fedsim.run": job.log_path.parents[3].name},
+        )
+        inv.create_outputs()
+        job.log_path.parent.mkdir(parents=True, exist_ok=True)
+        job.log_path.write_bytes(b"")
+        handle = runtime.launch(inv, job.log_path, job.workdir)
+    except FedsimError as exc:
+        result.status = JobStatus.FAILED
+        result.reason = str(exc)
+        result.duration_s = time.monotonic() - started
+        return result
+    except Exception as exc:  # a bug in fedsim must not take the other jobs down; keep its traceback
+        result.status = JobStatus.FAILED
+        result.reason = f"internal error: {type(exc).__name__}: {exc}"
+        with open(job.log_path, "a", encoding="utf-8") as fh:
+            fh.write(traceback.format_exc())
+        result.duration_s = time.monotonic() - started
+        return result
+
+    guards: list[Guard] = [DeadlineGuard(job.limits.deadline_s(num_cases))]
+    if not runtime.capabilities.enforces_memory_limit:
+        guards.append(RamGuard(job.limits.ram_bytes))
+    try:
+        outcome = supervise(handle, guards, stop_event=stop_event)
+    finally:
+        handle.cleanup()
+    result.exit_code = outcome.exit_code
+    result.duration_s = outcome.duration_s
+    result.peak_rss_bytes = outcome.usage.peak_rss_bytes
+    result.peak_gpu_memory_bytes = outcome.usage.peak_gpu_memory_bytes
+    result.gpu_ids = list(inv.gpu_ids)
+    if outcome.interrupted:
+        result.status, result.reason = JobStatus.INTERRUPTED, "stopped by the user"
+    elif outcome.violation is not None:
+        result.status, result.reason = JobStatus(outcome.violation.status), outcome.violation.reason
+    elif outcome.exit_code == 0:
+        result.status = JobStatus.SUCCEEDED
+    else:
+        result.status = JobStatus.FAILED
+        last = _tail(job.log_path)
+        result.reason = f"exited with code {outcome.exit_code}" + (f": {last}" if last else "")
+    return result

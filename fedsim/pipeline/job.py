@@ -1,0 +1,107 @@
+"""Jobs and their records: the values the planner produces and the executors return."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from fedsim.cube import CubeSpec
+
+
+class JobKind(str, Enum):
+    PREPARE = "prepare"
+    SANITY_CHECK = "sanity_check"
+    STATISTICS = "statistics"
+    INFER = "infer"
+    EVALUATE = "evaluate"
+
+
+class JobStatus(str, Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    RAM_EXCEEDED = "ram_exceeded"
+    GPU_MEMORY_EXCEEDED = "gpu_memory_exceeded"
+    SKIPPED = "skipped"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def finished_ok(self) -> bool:
+        return self is JobStatus.SUCCEEDED
+
+
+@dataclass(frozen=True)
+class JobLimits:
+    """Tool-neutral limits of one job; each runtime and guard translates them."""
+
+    timeout_per_case_s: float | None = None  # models: num_cases * this, counted when the job starts
+    timeout_s: float | None = None  # every other task: a fixed wall-clock limit
+    ram_bytes: int | None = None
+    gpu_memory_bytes: int | None = None
+    gpus: int = 0
+
+    def deadline_s(self, num_cases: int) -> float:
+        if self.timeout_per_case_s is not None:
+            return max(1, num_cases) * self.timeout_per_case_s
+        return self.timeout_s if self.timeout_s is not None else 3600.0
+
+
+@dataclass(frozen=True)
+class Job:
+    """One cube task at one site. ``name`` is unique within the site (``infer.<model>``)."""
+
+    site: str
+    name: str
+    kind: JobKind
+    cube: CubeSpec
+    task: str
+    paths: tuple[tuple[str, Path], ...]
+    runtime: str
+    limits: JobLimits
+    log_path: Path
+    workdir: Path
+    model: str | None = None
+    untrusted: bool = False
+    cases_dir: Path | None = None
+    clean_outputs: tuple[Path, ...] = ()
+    base_image: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.site}/{self.name}"
+
+    def overrides(self) -> dict[str, Path]:
+        return dict(self.paths)
+
+
+@dataclass
+class JobResult:
+    """What happened to a job; serialised into ``summary.json``."""
+
+    site: str
+    name: str
+    kind: str
+    model: str | None
+    status: JobStatus
+    reason: str = ""
+    exit_code: int | None = None
+    duration_s: float = 0.0
+    num_cases: int | None = None
+    runtime: str | None = None
+    peak_rss_bytes: int | None = None
+    peak_gpu_memory_bytes: int | None = None
+    gpu_ids: list[str] = field(default_factory=list)
+    log: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.site}/{self.name}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["status"] = self.status.value
+        return d

@@ -1,0 +1,150 @@
+"""Pure planning: (benchmark, sites, run directory) → the ordered jobs of every site. No I/O.
+
+Per site: prepare → sanity_check → statistics, then for every model infer, then evaluate per model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from fedsim.cube import CubeSpec
+from fedsim.pipeline.job import Job, JobKind, JobLimits
+from fedsim.spec import BenchmarkSpec, SiteSpec
+from fedsim.store import RunDirectory
+
+GiB = 1024**3
+
+
+@dataclass(frozen=True)
+class Cubes:
+    """The loaded cubes of a benchmark: data prep, metrics and one per model name."""
+
+    data_prep: CubeSpec
+    metrics: CubeSpec
+    models: dict[str, CubeSpec]
+
+
+@dataclass(frozen=True)
+class SitePlan:
+    site: SiteSpec
+    raw_data: Path
+    jobs: tuple[Job, ...]
+
+
+def _limits_for_model(bench: BenchmarkSpec, site: SiteSpec, cube: CubeSpec) -> JobLimits:
+    ram = min(bench.limits.ram_gb, site.hardware.ram_gb)
+    gpu = min(bench.limits.gpu_memory_gb, site.hardware.gpu_memory_gb)
+    return JobLimits(
+        timeout_per_case_s=bench.limits.timeout_per_case_s,
+        ram_bytes=int(ram * GiB),
+        gpu_memory_bytes=int(gpu * GiB),
+        gpus=min(cube.platform.accelerator_count, site.hardware.gpus) if site.hardware.gpus else 0,
+    )
+
+
+def plan_site(
+    bench: BenchmarkSpec, site: SiteSpec, raw_data: Path, cubes: Cubes, run: RunDirectory, runtime: str | None
+) -> SitePlan:
+    d = run.site(site.name)
+    rt = runtime or site.runtime
+    base_image = site.base_image or bench.base_image
+    task_limits = JobLimits(timeout_s=bench.limits.task_timeout_s, ram_bytes=int(site.hardware.ram_gb * GiB))
+    prep_params = d.params / "data_prep.yaml"
+    metrics_params = d.params / "metrics.yaml"
+
+    def job(name: str, kind: JobKind, cube: CubeSpec, task: str, paths: dict[str, Path], **kw: object) -> Job:
+        return Job(
+            site=site.name,
+            name=name,
+            kind=kind,
+            cube=cube,
+            task=task,
+            paths=tuple(paths.items()),
+            runtime=rt,
+            limits=kw.pop("limits", task_limits),  # type: ignore[arg-type]
+            log_path=d.log(name),
+            workdir=d.work / name,
+            base_image=base_image,
+            **kw,  # type: ignore[arg-type]
+        )
+
+    jobs = [
+        job(
+            "prepare",
+            JobKind.PREPARE,
+            cubes.data_prep,
+            "prepare",
+            {
+                "data_path": raw_data,
+                "parameters_file": prep_params,
+                "output_path": d.prepared,
+                "output_labels_path": d.labels,
+                "metadata_path": d.metadata,
+            },
+            clean_outputs=(d.prepared, d.labels, d.metadata),
+        ),
+        job(
+            "sanity_check",
+            JobKind.SANITY_CHECK,
+            cubes.data_prep,
+            "sanity_check",
+            {"data_path": d.prepared, "labels_path": d.labels, "parameters_file": prep_params},
+        ),
+        job(
+            "statistics",
+            JobKind.STATISTICS,
+            cubes.data_prep,
+            "statistics",
+            {
+                "data_path": d.prepared,
+                "labels_path": d.labels,
+                "parameters_file": prep_params,
+                "output_path": d.statistics,
+            },
+        ),
+    ]
+    for model in bench.models:
+        cube = cubes.models[model.name]
+        jobs.append(
+            job(
+                f"infer.{model.name}",
+                JobKind.INFER,
+                cube,
+                "infer",
+                {"data_path": d.prepared, "output_path": d.predictions(model.name)},
+                model=model.name,
+                untrusted=True,
+                cases_dir=d.prepared,
+                limits=_limits_for_model(bench, site, cube),
+                clean_outputs=(d.predictions(model.name),),
+            )
+        )
+    for model in bench.models:
+        jobs.append(
+            job(
+                f"evaluate.{model.name}",
+                JobKind.EVALUATE,
+                cubes.metrics,
+                "evaluate",
+                {
+                    "predictions": d.predictions(model.name),
+                    "labels": d.labels,
+                    "parameters_file": metrics_params,
+                    "output_path": d.results(model.name),
+                },
+                model=model.name,
+            )
+        )
+    return SitePlan(site, raw_data, tuple(jobs))
+
+
+def plan(
+    bench: BenchmarkSpec,
+    sites: list[tuple[SiteSpec, Path]],
+    cubes: Cubes,
+    run: RunDirectory,
+    runtime: str | None = None,
+) -> list[SitePlan]:
+    """Jobs for every site, in order; ``runtime`` overrides each site's own runtime when given."""
+    return [plan_site(bench, site, raw, cubes, run, runtime) for site, raw in sites]

@@ -1,0 +1,226 @@
+"""``fedsim run benchmark``: load specs and cubes, make data, plan, execute, collect metrics, rank.
+
+Only metrics leave a site: ``results/<site>.yaml`` (case → model → flat metric keys) is assembled from
+each site's metrics-cube outputs; everything else stays under ``sites/<site>/``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fedsim import __version__
+from fedsim.cube import CubeSpec, image_only_cube, load_cube
+from fedsim.errors import SpecError, StoreError
+from fedsim.executors.base import Executor
+from fedsim.executors.local import LocalExecutor
+from fedsim.pipeline.job import Job, JobKind, JobResult, JobStatus
+from fedsim.pipeline.plan import Cubes, SitePlan, plan
+from fedsim.pipeline.scheduler import EventSink, run_all
+from fedsim.pipeline.sitedata import ensure_site_data, needs_synthesis
+from fedsim.spec import BenchmarkSpec, SiteSpec, load_benchmark, load_sites
+from fedsim.store import RunDirectory, new_run_id, write_json_atomic, write_yaml_atomic
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    benchmark: Path
+    sites: tuple[Path, ...] = ()
+    runtime: str | None = None
+    runs_dir: Path = Path("runs")
+    run_id: str | None = None
+    models: tuple[str, ...] = ()
+    max_sites: int | None = None
+    rank: bool = True
+
+
+@dataclass
+class RunReport:
+    run: RunDirectory
+    benchmark: BenchmarkSpec
+    sites: list[SiteSpec]
+    results: dict[str, list[JobResult]]
+    site_metrics: dict[str, dict[str, dict[str, dict[str, Any]]]] = field(default_factory=dict)
+    ranking: Any = None
+    interrupted: bool = False
+    duration_s: float = 0.0
+
+
+def load_cubes(bench: BenchmarkSpec) -> Cubes:
+    assert bench.data_prep.cube is not None and bench.metrics.cube is not None
+    models: dict[str, CubeSpec] = {}
+    for m in bench.models:
+        models[m.name] = load_cube(m.cube) if m.cube is not None else image_only_cube(m.name, m.image or "")
+    for name, cube in models.items():
+        if "infer" not in cube.tasks:
+            raise SpecError(
+                f"model {name!r}: its mlcube.yaml has no 'infer' task (tasks: {', '.join(cube.tasks)})",
+                file=str(cube.root / "mlcube.yaml"),
+                field="tasks.infer",
+            )
+    return Cubes(load_cube(bench.data_prep.cube), load_cube(bench.metrics.cube), models)
+
+
+def _select_models(bench: BenchmarkSpec, names: tuple[str, ...]) -> BenchmarkSpec:
+    if not names:
+        return bench
+    known = {m.name for m in bench.models}
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise SpecError(
+            f"no model named {', '.join(missing)}; the benchmark has: {', '.join(sorted(known))}",
+            file=str(bench.source),
+            field="models",
+        )
+    return bench.model_copy(update={"models": [m for m in bench.models if m.name in names]})
+
+
+def _dump(spec: Any) -> dict[str, Any]:
+    return spec.model_dump(mode="json", exclude={"source"})
+
+
+def write_config(run: RunDirectory, bench: BenchmarkSpec, sites: list[SiteSpec], plans: list[SitePlan]) -> None:
+    write_yaml_atomic(run.config / "benchmark.yaml", _dump(bench))
+    for s in sites:
+        write_yaml_atomic(run.config / "sites" / f"{s.name}.yaml", _dump(s))
+    for p in plans:
+        d = run.site(p.site.name)
+        data = bench.data
+        write_yaml_atomic(
+            d.params / "data_prep.yaml",
+            {
+                "max_val_size": data.max_val_size,
+                "seed": data.seed,
+                "expected_shape": list(data.expected_shape),
+                "expected_spacing": list(data.expected_spacing),
+                "labels": list(data.labels),
+            },
+        )
+        metrics: dict[str, Any] = {"metric_set": bench.metrics.metric_set}
+        if bench.metrics.metric_set == "lesionwise":
+            metrics["lesionwise"] = bench.metrics.lesionwise.model_dump(mode="json", exclude_none=True)
+        write_yaml_atomic(d.params / "metrics.yaml", metrics)
+
+
+def _clean_number(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def collect_site_metrics(run: RunDirectory, site: str, results: list[JobResult]) -> dict[str, dict[str, Any]]:
+    """Merge the site's per-model metrics YAMLs into the ranking format: case → model → metrics."""
+    merged: dict[str, dict[str, Any]] = {}
+    for res in results:
+        if res.kind != JobKind.EVALUATE.value or not res.status.finished_ok or res.model is None:
+            continue
+        path = run.site(site).results(res.model)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            res.status, res.reason = JobStatus.FAILED, f"metrics output unreadable: {exc}"
+            continue
+        if not isinstance(data, dict):
+            res.status, res.reason = JobStatus.FAILED, "metrics output is not a mapping of cases"
+            continue
+        for case, metrics in data.items():
+            if isinstance(metrics, dict):
+                merged.setdefault(str(case), {})[res.model] = {k: _clean_number(v) for k, v in metrics.items()}
+    return {case: merged[case] for case in sorted(merged)}
+
+
+def write_summary(report: RunReport, started_wall: float) -> None:
+    jobs = [r.to_dict() for rs in report.results.values() for r in rs]
+    write_json_atomic(
+        report.run.summary,
+        {
+            "run_id": report.run.run_id,
+            "fedsim_version": __version__,
+            "benchmark": report.benchmark.name,
+            "sites": [s.name for s in report.sites],
+            "models": [m.name for m in report.benchmark.models],
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started_wall)),
+            "duration_s": round(report.duration_s, 3),
+            "interrupted": report.interrupted,
+            "jobs": jobs,
+        },
+    )
+
+
+def rank_run(report: RunReport) -> Any:
+    """Rank the models over the sites that produced metrics; None when there is nothing to rank."""
+    if not any(report.site_metrics.values()) or len(report.benchmark.models) < 1:
+        return None
+    from fedsim.ranking import load_institutions, rank, write_csvs  # noqa: PLC0415
+
+    institutions = load_institutions(report.run.results)
+    result = rank(institutions, method=report.benchmark.ranking.method)
+    write_csvs(result, report.run.ranking)
+    return result
+
+
+def prepare_run(options: RunOptions) -> tuple[BenchmarkSpec, list[SiteSpec], Cubes]:
+    bench = _select_models(load_benchmark(options.benchmark), options.models)
+    site_paths = list(options.sites) or list(bench.sites)
+    if not site_paths:
+        raise SpecError(
+            "no sites given: add 'sites:' to the benchmark or pass --sites", file=str(bench.source), field="sites"
+        )
+    sites = load_sites(site_paths)
+    return bench, sites, load_cubes(bench)
+
+
+def run_benchmark(
+    options: RunOptions,
+    on_event: EventSink | None = None,
+    on_message: Any = None,
+    executor: Executor | None = None,
+    stop_event: threading.Event | None = None,
+) -> RunReport:
+    say = on_message or (lambda _msg: None)
+    bench, sites, cubes = prepare_run(options)
+    raw: list[tuple[SiteSpec, Path]] = []
+    for s in sites:
+        if needs_synthesis(s):
+            say(f"synthesising {s.data.synthesize.cases} cases for site {s.name} ...")  # type: ignore[union-attr]
+        raw.append((s, ensure_site_data(s)))
+    run_id = options.run_id or new_run_id()
+    run = RunDirectory((options.runs_dir / run_id).resolve())
+    try:
+        run.root.mkdir(parents=True, exist_ok=options.run_id is not None)
+    except OSError as exc:
+        raise StoreError(f"cannot create run directory {run.root}: {exc.strerror or exc}") from exc
+    plans = plan(bench, raw, cubes, run, options.runtime)
+    write_config(run, bench, sites, plans)
+    stop = stop_event or threading.Event()
+    executor = executor or LocalExecutor(options.max_sites)
+    started_wall, started = time.time(), time.monotonic()
+    sink: EventSink = on_event or (lambda _k, _j, _r: None)
+    report = RunReport(run, bench, sites, {})
+    try:
+        with executor:
+            report.results = run_all(plans, executor, sink, stop)
+    finally:
+        report.interrupted = stop.is_set()
+        report.duration_s = time.monotonic() - started
+        if not report.results:
+            report.results = {p.site.name: [] for p in plans}
+        for site_name, results in report.results.items():
+            metrics = collect_site_metrics(run, site_name, results)
+            report.site_metrics[site_name] = metrics
+            if metrics:
+                write_yaml_atomic(run.site_results(site_name), metrics)
+        write_summary(report, started_wall)
+    if options.rank and not report.interrupted:
+        report.ranking = rank_run(report)
+    return report
+
+
+def jobs_of(plans: list[SitePlan]) -> list[Job]:
+    return [j for p in plans for j in p.jobs]

@@ -1,0 +1,72 @@
+"""Make sure every site's raw data exists: use its directory, or synthesise it once and cache it.
+
+The cache key is a hash of the synthesis settings, so changing a site's shift or case count makes new data
+and an unchanged site reuses what is there. Synthesis writes each case atomically (see ``fedsim.synth``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from fedsim.spec import SiteSpec, SynthesizeSpec
+
+DONE_MARKER = ".fedsim-synth.json"
+
+
+def cache_root() -> Path:
+    env = os.environ.get("FEDSIM_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "fedsim"
+
+
+def synth_key(site: str, spec: SynthesizeSpec) -> str:
+    payload = json.dumps({"site": site, **spec.model_dump(mode="json")}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def site_data_dir(site: SiteSpec) -> Path:
+    """Where this site's raw cases are (or will be once synthesised)."""
+    if site.data.path is not None:
+        return site.data.path
+    assert site.data.synthesize is not None
+    return cache_root() / "sites" / f"{site.name}-{synth_key(site.name, site.data.synthesize)}"
+
+
+def needs_synthesis(site: SiteSpec) -> bool:
+    if site.data.synthesize is None:
+        return False
+    directory = site_data_dir(site)
+    marker = directory / DONE_MARKER
+    if not marker.is_file():
+        return True
+    try:
+        recorded = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return True
+    return bool(recorded != site.data.synthesize.model_dump(mode="json"))
+
+
+def ensure_site_data(site: SiteSpec) -> Path:
+    """Return the raw data directory of ``site``, synthesising it first when needed."""
+    directory = site_data_dir(site)
+    spec = site.data.synthesize
+    if spec is not None and needs_synthesis(site):
+        from fedsim.synth import SiteShift, synthesize_site  # noqa: PLC0415 - heavy, only when needed
+
+        directory.mkdir(parents=True, exist_ok=True)
+        synthesize_site(
+            directory,
+            n_cases=spec.cases,
+            seed=spec.seed,
+            shape=tuple(spec.shape),
+            spacing=tuple(spec.spacing),
+            shift=SiteShift(**spec.shift.model_dump()),
+            case_prefix=site.name,
+        )
+        (directory / DONE_MARKER).write_text(json.dumps(spec.model_dump(mode="json"), sort_keys=True))
+    return directory

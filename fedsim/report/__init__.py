@@ -1,0 +1,1 @@
+"""Reporting: console progress and tables (an HTML report comes later)."""

@@ -1,0 +1,66 @@
+"""The runtime seam: start a cube task as a process tree, expose its host PIDs, stop it.
+
+A runtime knows nothing about benchmarks, limits or sites. The guard watches the handle it returns;
+the supervisor decides when to call :meth:`ProcessHandle.terminate`.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from pathlib import Path
+
+from fedsim.cube import CubeSpec, Invocation
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a runtime can enforce by itself; the guard fills the gaps (e.g. RAM sampling for local)."""
+
+    isolates_filesystem: bool = False
+    enforces_memory_limit: bool = False
+    isolates_network: bool = False
+    supports_gpus: bool = True
+
+
+class ProcessHandle(abc.ABC):
+    """A running task: its PIDs on the host, a bounded wait, and a terminate-then-kill."""
+
+    started_at: float
+
+    @abc.abstractmethod
+    def host_pids(self) -> set[int]:
+        """PIDs (host namespace) of every process that belongs to the task right now."""
+
+    @abc.abstractmethod
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Exit status, or None if still running after ``timeout`` seconds."""
+
+    @abc.abstractmethod
+    def terminate(self, grace_s: float = 2.0) -> None:
+        """Stop the whole tree: SIGTERM, ``grace_s`` seconds, then SIGKILL. Idempotent."""
+
+    def oom_killed(self) -> bool:
+        """Whether the runtime's own memory limit killed the task (docker's OOMKilled)."""
+        return False
+
+    def cleanup(self) -> None:  # noqa: B027 - optional hook
+        """Release runtime resources (remove a container); called once after the task ended."""
+
+
+class Runtime(abc.ABC):
+    """One adapter per platform behind this base; see ``local``, ``docker`` and ``singularity``."""
+
+    name: str = "abstract"
+    capabilities: Capabilities = Capabilities()
+
+    def prepare(self, cube: CubeSpec, base_image: str | None = None) -> None:  # noqa: B027 - optional hook
+        """Make the cube runnable (build/pull an image); idempotent and never charged to a job's timeout."""
+
+    @abc.abstractmethod
+    def argv(self, inv: Invocation) -> list[str]:
+        """The exact command line; pure, so it is unit-tested without starting anything."""
+
+    @abc.abstractmethod
+    def launch(self, inv: Invocation, log_path: Path, workdir: Path) -> ProcessHandle:
+        """Start the task with stdout/stderr streaming into ``log_path`` while it runs."""

@@ -1,0 +1,269 @@
+"""Run cube tasks in Docker containers through the docker SDK, with MLCube's mount scheme.
+
+Model cubes (untrusted) get the hardening profile: no network, no capabilities, no new privileges, a PID
+limit, ``mem_limit == memswap_limit``, an init process, a non-root user. In singularity-fidelity mode they
+also get what a hospital's singularity gives them: a read-only image, a 64 MiB ``/tmp``, no writable
+HOME, a working directory that is not the image's WORKDIR, and no host environment.
+
+Outputs must be writable by the container's user: the runtime hands each output directory to that user
+before the start and takes everything back for the invoking user afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from fedsim.cube import CubeSpec, Invocation, container_mounts
+from fedsim.errors import RuntimeUnavailable
+from fedsim.runtimes.base import Capabilities, ProcessHandle, Runtime
+from fedsim.runtimes.images import ImageBuilder
+
+LABEL = "fedsim"
+NOBODY = 65534
+FIDELITY_HOME = "/home/fedsim-nohome"
+
+
+def container_user() -> tuple[int, int]:
+    """The invoking user's uid:gid, or nobody when that is root (containers never run as root)."""
+    uid, gid = os.getuid(), os.getgid()
+    return (NOBODY, NOBODY) if uid == 0 else (uid, gid)
+
+
+def container_config(inv: Invocation, image: str, user: tuple[int, int]) -> dict[str, Any]:
+    """Keyword arguments for ``containers.create``; pure, so the hardening is unit-tested without docker."""
+    mounts, args = container_mounts(inv)
+    iso = inv.isolation
+    env = {"PYTHONUNBUFFERED": "1", **inv.env}
+    cfg: dict[str, Any] = {
+        "image": image,
+        "command": [inv.task, *args],
+        "mounts": [(str(m.host_path), m.container_path, m.read_only) for m in mounts],
+        "labels": {LABEL: "1", **inv.labels},
+        "environment": env,
+        "init": True,
+        "user": f"{user[0]}:{user[1]}",
+        "network_mode": "none",
+        "detach": True,
+    }
+    if iso.ram_bytes:
+        cfg["mem_limit"] = iso.ram_bytes
+        cfg["memswap_limit"] = iso.ram_bytes
+    if iso.untrusted:
+        cfg["cap_drop"] = ["ALL"]
+        cfg["security_opt"] = ["no-new-privileges"]
+        cfg["pids_limit"] = iso.pids_limit
+    if iso.singularity_fidelity:
+        cfg["read_only"] = True
+        cfg["tmpfs"] = {"/tmp": f"rw,nosuid,nodev,size={iso.tmpfs_bytes},mode=1777"}
+        cfg["working_dir"] = "/"
+        env["HOME"] = FIDELITY_HOME
+    if inv.gpu_ids:
+        cfg["gpu_device_ids"] = list(inv.gpu_ids)
+        env["NVIDIA_VISIBLE_DEVICES"] = ",".join(inv.gpu_ids)
+    return cfg
+
+
+def docker_argv(cfg: dict[str, Any]) -> list[str]:
+    """The equivalent ``docker run`` command line, for logs and for people reproducing a job by hand."""
+    argv = ["docker", "run", "--rm", "--init", f"--user={cfg['user']}", f"--network={cfg['network_mode']}"]
+    for k, v in cfg["labels"].items():
+        argv.append(f"--label={k}={v}")
+    for src, dst, ro in cfg["mounts"]:
+        argv.append(f"--volume={src}:{dst}" + (":ro" if ro else ""))
+    for k, v in cfg["environment"].items():
+        argv.append(f"--env={k}={v}")
+    if "mem_limit" in cfg:
+        argv += [f"--memory={cfg['mem_limit']}", f"--memory-swap={cfg['memswap_limit']}"]
+    for cap in cfg.get("cap_drop", []):
+        argv.append(f"--cap-drop={cap}")
+    for opt in cfg.get("security_opt", []):
+        argv.append(f"--security-opt={opt}")
+    if "pids_limit" in cfg:
+        argv.append(f"--pids-limit={cfg['pids_limit']}")
+    if cfg.get("read_only"):
+        argv.append("--read-only")
+    for path, opts in cfg.get("tmpfs", {}).items():
+        argv.append(f"--tmpfs={path}:{opts}")
+    if "working_dir" in cfg:
+        argv.append(f"--workdir={cfg['working_dir']}")
+    if "gpu_device_ids" in cfg:
+        argv.append(f"--gpus=device={','.join(cfg['gpu_device_ids'])}")
+    return [*argv, cfg["image"], *cfg["command"]]
+
+
+class DockerRuntime(Runtime):
+    name = "docker"
+    capabilities = Capabilities(isolates_filesystem=True, enforces_memory_limit=True, isolates_network=True)
+
+    def __init__(self, client: Any = None) -> None:
+        try:
+            import docker  # noqa: PLC0415
+
+            self.client = client or docker.from_env(timeout=120)
+            self.client.ping()
+        except Exception as exc:  # the SDK raises several unrelated types for "no engine"
+            raise RuntimeUnavailable(f"no Docker engine answers: {exc}") from exc
+        self.images = ImageBuilder(self.client)
+        self.user = container_user()
+        self._prepared: dict[tuple[str, str | None], str] = {}
+
+    def prepare(self, cube: CubeSpec, base_image: str | None = None) -> None:
+        self._prepared[(cube.name, base_image)] = self.images.ensure(cube, base_image)
+
+    def argv(self, inv: Invocation) -> list[str]:
+        image = inv.cube.docker.image if inv.cube.docker else "<no image>"
+        return docker_argv(container_config(inv, image, self.user))
+
+    def launch(self, inv: Invocation, log_path: Path, workdir: Path) -> ProcessHandle:
+        import docker  # noqa: PLC0415
+        from docker.types import DeviceRequest, Mount  # noqa: PLC0415
+
+        image = self.images.ensure(inv.cube, inv.isolation.base_image)
+        cfg = container_config(inv, image, self.user)
+        handed = _hand_over(inv, self.user)
+        kwargs = {k: v for k, v in cfg.items() if k not in {"mounts", "gpu_device_ids"}}
+        kwargs["mounts"] = [Mount(target=dst, source=src, type="bind", read_only=ro) for src, dst, ro in cfg["mounts"]]
+        if "gpu_device_ids" in cfg:
+            kwargs["device_requests"] = [DeviceRequest(device_ids=cfg["gpu_device_ids"], capabilities=[["gpu"]])]
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "a", encoding="utf-8") as fh:
+            fh.write("$ " + " ".join(docker_argv(cfg)) + "\n")
+        try:
+            container = self.client.containers.create(**kwargs)
+        except docker.errors.DockerException as exc:
+            _take_back(handed)
+            raise RuntimeUnavailable(f"cannot create the container: {exc}") from exc
+        try:
+            container.start()
+        except docker.errors.DockerException as exc:
+            with contextlib.suppress(docker.errors.DockerException):
+                container.remove(force=True)
+            _take_back(handed)
+            raise RuntimeUnavailable(f"cannot start the container: {exc}") from exc
+        return ContainerHandle(container, log_path, handed)
+
+
+class ContainerHandle(ProcessHandle):
+    """A started container: a waiter thread, a log-follower thread, host PIDs from its init process."""
+
+    def __init__(self, container: Any, log_path: Path, handed: list[tuple[Path, bool]]) -> None:
+        self.container = container
+        self.started_at = time.monotonic()
+        self._handed = handed
+        self._exit: int | None = None
+        self._done = threading.Event()
+        self._cleaned = False
+        self._attrs: dict[str, Any] = {}
+        self._init_pid = self._read_pid()
+        self._waiter = threading.Thread(target=self._wait_forever, daemon=True)
+        self._waiter.start()
+        self._logger = threading.Thread(target=self._follow_logs, args=(log_path,), daemon=True)
+        self._logger.start()
+
+    def _read_pid(self) -> int | None:
+        with contextlib.suppress(Exception):
+            self.container.reload()
+            pid = int(self.container.attrs["State"]["Pid"])
+            return pid or None
+        return None
+
+    def _wait_forever(self) -> None:
+        while not self._done.is_set():
+            try:
+                status = self.container.wait(timeout=3600)
+                self._exit = int(status.get("StatusCode", -1))
+                break
+            except Exception:  # read timeout: keep waiting; a vanished container ends the wait
+                try:
+                    self.container.reload()
+                    if self.container.status in {"exited", "dead"}:
+                        self._exit = int(self.container.attrs["State"].get("ExitCode", -1))
+                        break
+                except Exception:
+                    self._exit = -1
+                    break
+        self._done.set()
+
+    def _follow_logs(self, log_path: Path) -> None:
+        with contextlib.suppress(Exception), open(log_path, "ab", buffering=0) as fh:
+            for chunk in self.container.logs(stream=True, follow=True, stdout=True, stderr=True):
+                fh.write(chunk)
+
+    def host_pids(self) -> set[int]:
+        if self._init_pid is None or self._done.is_set():
+            return set()
+        try:
+            root = psutil.Process(self._init_pid)
+            return {root.pid, *(c.pid for c in root.children(recursive=True))}
+        except psutil.Error:
+            return set()
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        self._done.wait(timeout)
+        return self._exit if self._done.is_set() else None
+
+    def terminate(self, grace_s: float = 2.0) -> None:
+        with contextlib.suppress(Exception):
+            self.container.stop(timeout=max(1, int(round(grace_s))))
+        if not self._done.wait(5):
+            with contextlib.suppress(Exception):
+                self.container.kill()
+            self._done.wait(5)
+
+    def oom_killed(self) -> bool:
+        with contextlib.suppress(Exception):
+            self.container.reload()
+            return bool(self.container.attrs["State"].get("OOMKilled"))
+        return False
+
+    def cleanup(self) -> None:
+        if self._cleaned:
+            return
+        self._cleaned = True
+        if not self._done.is_set():
+            self.terminate(grace_s=1)
+        self._logger.join(timeout=5)
+        with contextlib.suppress(Exception):
+            self.container.remove(force=True)
+        _take_back(self._handed)
+
+
+def _hand_over(inv: Invocation, user: tuple[int, int]) -> list[tuple[Path, bool]]:
+    """Make output locations writable by the container's user; returns what to take back afterwards."""
+    if (os.getuid(), os.getgid()) == user:
+        return []
+    handed: list[tuple[Path, bool]] = []
+    for p in inv.parameters:
+        if p.io != "output":
+            continue
+        target = p.host_path if p.type == "directory" else p.host_path.parent
+        target.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            os.chown(target, *user)
+            handed.append((target, p.type == "directory"))
+    return handed
+
+
+def _take_back(handed: list[tuple[Path, bool]]) -> None:
+    """Give every output back to the invoking user (recursively for output directories)."""
+    uid, gid = os.getuid(), os.getgid()
+    for path, recursive in handed:
+        with contextlib.suppress(OSError):
+            os.chown(path, uid, gid)
+        if not recursive:
+            for child in path.iterdir() if path.is_dir() else []:
+                if child.is_file() and not child.is_symlink():
+                    with contextlib.suppress(OSError):
+                        os.chown(child, uid, gid)
+            continue
+        for root, dirs, files in os.walk(path):
+            for name in dirs + files:
+                with contextlib.suppress(OSError):
+                    os.lchown(os.path.join(root, name), uid, gid)

@@ -1,0 +1,135 @@
+"""Docker image preparation with MLCube's build strategies (plus ``never`` for air-gapped sites).
+
+Preparation is idempotent, serialised per image, and never charged to a job's timeout. Cubes whose
+Dockerfile declares ``ARG FEDSIM_BASE`` are built on the fedsim cube base image (Debian's numpy, scipy,
+nibabel, yaml and the ``fedsim`` package itself), which is built once from this installation's source.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from fedsim import __version__
+from fedsim.cube import CubeSpec
+from fedsim.errors import RuntimeUnavailable
+
+CUBE_BASE_TAG = f"fedsim/cube-base:{__version__}"
+DEFAULT_BASE_IMAGE = "debian:bookworm-slim"
+
+# The first RUN line is shared verbatim with the reference model's Dockerfile so both reuse one layer.
+CUBE_BASE_DOCKERFILE = """\
+ARG BASE_IMAGE=debian:bookworm-slim
+FROM ${BASE_IMAGE}
+RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-numpy python3-scipy python3-nibabel python3-yaml && rm -rf /var/lib/apt/lists/*
+COPY fedsim /usr/lib/python3/dist-packages/fedsim
+RUN python3 -c "import fedsim.metrics, fedsim.dataprep, fedsim.synth"
+"""
+
+
+class ImageBuilder:
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._ready: set[tuple[str, str | None]] = set()
+
+    def _lock(self, tag: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(tag, threading.Lock())
+
+    def exists(self, tag: str) -> bool:
+        import docker  # noqa: PLC0415
+
+        try:
+            self.client.images.get(tag)
+            return True
+        except docker.errors.ImageNotFound:
+            return False
+        except docker.errors.APIError as exc:
+            raise RuntimeUnavailable(f"docker engine error while looking up {tag}: {exc.explanation}") from exc
+
+    def ensure(self, cube: CubeSpec, base_image: str | None) -> str:
+        """Return the cube's image tag, building or pulling it according to ``build_strategy``."""
+        d = cube.docker
+        if d is None:
+            raise RuntimeUnavailable(f"cube {cube.name!r} has no docker section; it cannot run on the docker runtime")
+        key = (d.image, base_image)
+        with self._lock(d.image):
+            if key in self._ready:
+                return d.image
+            dockerfile = cube.build_context_dir / d.build_file
+            strategy = d.build_strategy
+            present = self.exists(d.image)
+            if strategy == "never":
+                if not present:
+                    raise RuntimeUnavailable(
+                        f"image {d.image} is not available locally and build_strategy is 'never' "
+                        "(load it with 'docker load' or change the strategy)"
+                    )
+            elif strategy == "always" or (strategy == "auto" and not present and dockerfile.is_file()):
+                self.build(cube, base_image)
+            elif not present or strategy == "pull":
+                self._pull(d.image, present)
+            self._ready.add(key)
+        return d.image
+
+    def _pull(self, tag: str, present: bool) -> None:
+        import docker  # noqa: PLC0415
+
+        try:
+            self.client.images.pull(tag)
+        except docker.errors.DockerException as exc:
+            if present:
+                return  # air-gapped: keep the local copy
+            raise RuntimeUnavailable(f"cannot pull image {tag} and it is not available locally: {exc}") from exc
+
+    def build(self, cube: CubeSpec, base_image: str | None) -> None:
+        assert cube.docker is not None
+        d = cube.docker
+        context = cube.build_context_dir
+        dockerfile = context / d.build_file
+        if not dockerfile.is_file():
+            raise RuntimeUnavailable(f"cube {cube.name!r}: no {d.build_file} in {context} to build {d.image} from")
+        args = dict(d.build_args)
+        if base_image:
+            args["BASE_IMAGE"] = base_image
+        if re.search(r"^\s*ARG\s+FEDSIM_BASE\b", dockerfile.read_text(), re.MULTILINE):
+            args["FEDSIM_BASE"] = self.ensure_cube_base(base_image)
+        self._build(str(context), d.build_file, d.image, args)
+
+    def ensure_cube_base(self, base_image: str | None) -> str:
+        tag = CUBE_BASE_TAG if not base_image else f"{CUBE_BASE_TAG}-{re.sub(r'[^A-Za-z0-9_.-]', '_', base_image)}"
+        with self._lock(tag):
+            if (tag, base_image) in self._ready or self.exists(tag):
+                self._ready.add((tag, base_image))
+                return tag
+            package = Path(__file__).resolve().parents[1]
+            with tempfile.TemporaryDirectory(prefix="fedsim-base-") as tmp:
+                shutil.copytree(package, Path(tmp) / "fedsim", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+                (Path(tmp) / "Dockerfile").write_text(CUBE_BASE_DOCKERFILE)
+                self._build(tmp, "Dockerfile", tag, {"BASE_IMAGE": base_image or DEFAULT_BASE_IMAGE})
+            self._ready.add((tag, base_image))
+        return tag
+
+    def _build(self, context: str, dockerfile: str, tag: str, args: dict[str, str]) -> None:
+        import docker  # noqa: PLC0415
+
+        lines: list[str] = []
+        try:
+            for chunk in self.client.api.build(
+                path=context, dockerfile=dockerfile, tag=tag, buildargs=args, rm=True, forcerm=True, decode=True
+            ):
+                if "stream" in chunk:
+                    lines.extend(ln for ln in str(chunk["stream"]).splitlines() if ln.strip())
+                if "error" in chunk:
+                    raise RuntimeUnavailable(
+                        f"building {tag} failed: {str(chunk['error']).strip()} "
+                        f"(last output: {' | '.join(lines[-3:])})"
+                    )
+        except docker.errors.DockerException as exc:
+            raise RuntimeUnavailable(f"building {tag} failed: {exc}") from exc

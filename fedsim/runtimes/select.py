@@ -1,0 +1,82 @@
+"""Choose a runtime for a site and a cube: ``auto`` means docker when an engine answers and the cube
+has a docker section, else local. Unavailable choices fail with :class:`RuntimeUnavailable`."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import shutil
+from collections.abc import Callable
+
+from fedsim.cube import CubeSpec
+from fedsim.errors import RuntimeUnavailable
+from fedsim.runtimes.base import Runtime
+from fedsim.runtimes.local import LocalRuntime
+
+# name -> "module:Class"; container runtimes import their SDKs only when chosen.
+_REGISTRY: dict[str, str] = {
+    "local": "fedsim.runtimes.local:LocalRuntime",
+    "docker": "fedsim.runtimes.docker:DockerRuntime",
+    "singularity": "fedsim.runtimes.singularity:SingularityRuntime",
+}
+
+
+@functools.cache
+def docker_available() -> bool:
+    """True when a Docker engine answers a ping within two seconds."""
+    try:
+        import docker  # noqa: PLC0415 - optional at runtime
+
+        client = docker.from_env(timeout=2)
+        client.ping()
+        client.close()
+        return True
+    except Exception:  # any failure means "no engine": missing socket, permission, old API
+        return False
+
+
+def _load(name: str) -> Callable[[], Runtime]:
+    module, _, cls = _REGISTRY[name].partition(":")
+    try:
+        return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+    except ModuleNotFoundError as exc:
+        raise RuntimeUnavailable(f"the {name} runtime is not available in this installation: {exc}") from exc
+
+
+class RuntimePool:
+    """One runtime instance per name for a whole run (they cache images and clients)."""
+
+    def __init__(self) -> None:
+        self._instances: dict[str, Runtime] = {}
+
+    def get(self, name: str) -> Runtime:
+        if name not in self._instances:
+            self._instances[name] = _load(name)()
+        return self._instances[name]
+
+
+def singularity_binary() -> str | None:
+    """``singularity`` or ``apptainer`` on PATH (either is accepted, as at the FeTS sites)."""
+    return shutil.which("singularity") or shutil.which("apptainer")
+
+
+def runtime_for(requested: str, cube: CubeSpec) -> str:
+    """Resolve a site's runtime setting to a concrete runtime for this cube.
+
+    ``auto``: docker when an engine answers and the cube has a docker section, else local.
+    ``singularity`` without the binary: docker in singularity-fidelity mode (the caller sets the mode).
+    """
+    if requested == "auto":
+        return "docker" if cube.docker is not None and docker_available() else "local"
+    if requested == "singularity" and singularity_binary() is None:
+        if docker_available():
+            return "docker"
+        raise RuntimeUnavailable(
+            "runtime 'singularity': neither singularity/apptainer nor a Docker engine (for its fidelity mode) is here"
+        )
+    if requested not in _REGISTRY:
+        raise RuntimeUnavailable(f"unknown runtime {requested!r}; choose one of auto, {', '.join(_REGISTRY)}")
+    return requested
+
+
+__all__ = ["LocalRuntime", "RuntimePool", "docker_available", "runtime_for"]

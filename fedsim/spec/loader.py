@@ -1,0 +1,181 @@
+"""YAML → spec models, with errors that name the file, the field and the fix on one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from fedsim.errors import SpecError
+from fedsim.spec.models import BenchmarkSpec, SiteSpec
+
+M = TypeVar("M", bound=BaseModel)
+
+BENCHMARK_FILE = "benchmark.yaml"
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """Parse a YAML file that must hold a mapping; syntax errors keep their line number."""
+    if not path.is_file():
+        raise SpecError("file not found", file=str(path))
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        raise SpecError(f"invalid YAML at {where}: {exc.problem}", file=str(path)) from exc
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise SpecError(f"invalid YAML: {exc}".replace("\n", " "), file=str(path)) from exc
+    if data is None:
+        raise SpecError("the file is empty; expected a mapping of settings", file=str(path))
+    if not isinstance(data, dict):
+        raise SpecError(f"expected a mapping at the top level, got {type(data).__name__}", file=str(path))
+    return data
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "<top level>"
+
+
+def _describe(error: Any, model: type[BaseModel]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        parent = _model_at(model, error["loc"][:-1])
+        allowed = ", ".join(sorted(parent.model_fields)) if parent else "see the README"
+        return f"unknown key; allowed keys here: {allowed}"
+    if kind == "missing":
+        return "required field is missing"
+    msg = str(error["msg"])
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    got = error.get("input")
+    if kind not in {"model_type", "dict_type"} and not isinstance(got, dict | list):
+        msg += f" (got {got!r})"
+    return msg
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """Walk the model's fields along ``loc`` to name the keys allowed where an unknown key appeared."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
+            continue
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return None
+        current = _unwrap(field.annotation)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    for arg in getattr(annotation, "__args__", ()) or ():
+        inner = _unwrap(arg)
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            return inner
+    return annotation
+
+
+def validate_mapping(model: type[M], data: dict[str, Any], path: Path) -> M:
+    """Validate ``data`` as ``model``; the first error becomes a one-line :class:`SpecError`."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+        raise SpecError(
+            _describe(first, model) + more, file=str(path), field=_field_path(first["loc"])
+        ) from None
+
+
+def _resolve(base: Path, value: Path | None) -> Path | None:
+    if value is None:
+        return None
+    value = value.expanduser()
+    return value if value.is_absolute() else (base / value).resolve()
+
+
+def load_benchmark(path: Path) -> BenchmarkSpec:
+    """Load ``benchmark.yaml`` (or a directory holding one); relative paths resolve against its directory."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / BENCHMARK_FILE
+    spec = validate_mapping(BenchmarkSpec, read_yaml_mapping(path), path)
+    base = path.parent.resolve()
+    models = [m.model_copy(update={"cube": _resolve(base, m.cube)}) for m in spec.models]
+    spec = spec.model_copy(
+        update={
+            "data_prep": spec.data_prep.model_copy(update={"cube": _resolve(base, spec.data_prep.cube)}),
+            "metrics": spec.metrics.model_copy(update={"cube": _resolve(base, spec.metrics.cube)}),
+            "models": models,
+            "sites": [_resolve(base, s) for s in spec.sites],
+            "source": path.resolve(),
+        }
+    )
+    for field, cube in [("data_prep.cube", spec.data_prep.cube), ("metrics.cube", spec.metrics.cube)] + [
+        (f"models[{i}].cube", m.cube) for i, m in enumerate(spec.models) if m.cube is not None
+    ]:
+        assert cube is not None
+        if not (cube / "mlcube.yaml").is_file():
+            raise SpecError(
+                f"no mlcube.yaml in {cube}; point it at an MLCube directory", file=str(path), field=field
+            )
+    return spec
+
+
+def load_site(path: Path) -> SiteSpec:
+    """Load one site file; a raw data path that does not exist is an error unless it can be synthesised."""
+    path = Path(path)
+    spec = validate_mapping(SiteSpec, read_yaml_mapping(path), path)
+    base = path.parent.resolve()
+    data = spec.data.model_copy(update={"path": _resolve(base, spec.data.path)})
+    if data.path is not None and data.synthesize is None and not data.path.is_dir():
+        raise SpecError(
+            f"data directory {data.path} does not exist; create it or add a 'synthesize' section",
+            file=str(path),
+            field="data.path",
+        )
+    return spec.model_copy(update={"data": data, "source": path.resolve()})
+
+
+def site_files(paths: list[Path]) -> list[Path]:
+    """Expand directories into their ``*.yaml`` files, keeping order and dropping duplicates."""
+    files: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            found = sorted([*p.glob("*.yaml"), *p.glob("*.yml")])
+            if not found:
+                raise SpecError("no site files (*.yaml) in this directory", file=str(p))
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise SpecError("site file or directory not found", file=str(p))
+    unique: list[Path] = []
+    for f in files:
+        if f.resolve() not in [u.resolve() for u in unique]:
+            unique.append(f)
+    return unique
+
+
+def load_sites(paths: list[Path]) -> list[SiteSpec]:
+    sites = [load_site(f) for f in site_files(paths)]
+    seen: dict[str, Path] = {}
+    for s in sites:
+        if s.name in seen:
+            raise SpecError(
+                f"site name {s.name!r} is also used by {seen[s.name]}; site names must be unique",
+                file=str(s.source),
+                field="name",
+            )
+        seen[s.name] = s.source or Path()
+    return sites

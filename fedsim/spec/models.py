@@ -1,0 +1,149 @@
+"""Frozen pydantic models of the two user-facing configuration files: a benchmark and a site.
+
+Raw YAML dictionaries exist only in :mod:`fedsim.spec.loader`; everything past it receives these
+validated, immutable values. Unknown keys are errors so that a typo never silently means "default".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+
+RuntimeName = Literal["auto", "local", "docker", "singularity"]
+RankingMethod = Literal["rankThenMean", "rankThenMedian", "aggregateThenMean", "aggregateThenMedian", "testBased"]
+MetricSet = Literal["brats2021", "lesionwise"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ResourceLimits(_Frozen):
+    """The federation's per-job limits (FeTS 2022: 180 s per case, one 11 GB GPU, 40 GB RAM)."""
+
+    timeout_per_case_s: PositiveFloat = 180.0
+    gpu_memory_gb: PositiveFloat = 11.0
+    ram_gb: PositiveFloat = 40.0
+    task_timeout_s: PositiveFloat = Field(
+        3600.0, description="wall-clock limit of the data-prep and metrics tasks (not submissions)"
+    )
+
+
+class DataExpectations(_Frozen):
+    """What prepared cases must look like; handed to the data-prep cube's sanity check."""
+
+    expected_shape: tuple[PositiveInt, PositiveInt, PositiveInt] = (240, 240, 155)
+    expected_spacing: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = (1.0, 1.0, 1.0)
+    labels: tuple[int, ...] = (0, 1, 2, 4)
+    max_val_size: PositiveInt | None = None
+    seed: int = 0
+
+
+class LesionwiseParams(_Frozen):
+    dilation_iterations: int = Field(3, ge=0)
+    min_lesion_size: int = Field(50, ge=0)
+    labels: dict[str, tuple[int, ...]] | None = None
+
+
+class MetricsSpec(_Frozen):
+    cube: Path
+    metric_set: MetricSet = "brats2021"
+    lesionwise: LesionwiseParams = LesionwiseParams()
+
+
+class DataPrepSpec(_Frozen):
+    cube: Path
+
+
+class ModelRef(_Frozen):
+    """A submission: an MLCube directory, or a bare docker image with the FeTS `infer` contract."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    cube: Path | None = None
+    image: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelRef:
+        if (self.cube is None) == (self.image is None):
+            raise ValueError("give exactly one of 'cube' (an MLCube directory) or 'image' (a docker image)")
+        return self
+
+
+class RankingSpec(_Frozen):
+    method: RankingMethod = "rankThenMean"
+
+
+class BenchmarkSpec(_Frozen):
+    """A whole evaluation: the three kinds of cube, the limits and the ranking method."""
+
+    name: str
+    description: str = ""
+    data_prep: DataPrepSpec
+    metrics: MetricsSpec
+    models: list[ModelRef] = Field(min_length=1)
+    limits: ResourceLimits = ResourceLimits()
+    data: DataExpectations = DataExpectations()
+    ranking: RankingSpec = RankingSpec()
+    sites: list[Path] = Field(default_factory=list, description="site files or directories, relative to here")
+    base_image: str | None = None
+    source: Path | None = Field(None, exclude=True, description="the file this was loaded from")
+
+    @model_validator(mode="after")
+    def _unique_models(self) -> BenchmarkSpec:
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"model names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+
+class ShiftSpec(_Frozen):
+    """A site's acquisition shift; mirrors :class:`fedsim.synth.SiteShift`."""
+
+    intensity_scale: PositiveFloat = 1.0
+    intensity_offset: float = 0.0
+    noise_std: float = Field(0.0, ge=0.0)
+    bias_field: float = Field(0.0, ge=0.0, lt=1.0)
+    contrast_gamma: PositiveFloat = 1.0
+
+
+class SynthesizeSpec(_Frozen):
+    cases: PositiveInt = 3
+    seed: int = 0
+    shape: tuple[PositiveInt, PositiveInt, PositiveInt] = (240, 240, 155)
+    spacing: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = (1.0, 1.0, 1.0)
+    shift: ShiftSpec = ShiftSpec()
+
+
+class SiteDataSpec(_Frozen):
+    """Where a site's raw cases live, or how to synthesise them when they do not exist yet."""
+
+    path: Path | None = None
+    synthesize: SynthesizeSpec | None = None
+
+    @model_validator(mode="after")
+    def _some_source(self) -> SiteDataSpec:
+        if self.path is None and self.synthesize is None:
+            raise ValueError("give 'path' (a directory of raw cases), 'synthesize', or both")
+        return self
+
+
+class HardwareProfile(_Frozen):
+    gpus: int = Field(0, ge=0)
+    gpu_memory_gb: PositiveFloat = 11.0
+    ram_gb: PositiveFloat = 40.0
+    cpus: PositiveInt = 4
+
+
+class SiteSpec(_Frozen):
+    """A simulated institution: its data, the runtime it uses and its hardware."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    data: SiteDataSpec
+    runtime: RuntimeName = "auto"
+    hardware: HardwareProfile = HardwareProfile()
+    base_image: str | None = None
+    source: Path | None = Field(None, exclude=True)

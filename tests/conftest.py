@@ -1,0 +1,70 @@
+"""Shared fixtures: paths of the repository's cubes and a small benchmark builder for fast runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks" / "fets2022-task2"
+CUBES = BENCH / "cubes"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never read or write the user's synthetic-data cache from tests (a per-session cache is shared)."""
+    monkeypatch.setenv("FEDSIM_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "fedsim-cache"))
+
+
+def write_yaml(path: Path, data: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def small_benchmark(
+    tmp: Path,
+    *,
+    models: dict[str, Path] | None = None,
+    shape: tuple[int, int, int] = (64, 64, 40),
+    sites: int = 2,
+    cases: int = 2,
+    timeout_per_case_s: float = 60,
+    runtime: str = "local",
+) -> Path:
+    """A benchmark over the reference cubes with small synthetic sites; returns the benchmark dir."""
+    models = models or {"baseline": CUBES / "baseline"}
+    bench = tmp / "bench"
+    write_yaml(
+        bench / "benchmark.yaml",
+        {
+            "name": "small",
+            "data_prep": {"cube": str(CUBES / "data_prep")},
+            "metrics": {"cube": str(CUBES / "metrics")},
+            "models": [{"name": n, "cube": str(p)} for n, p in models.items()],
+            "limits": {"timeout_per_case_s": timeout_per_case_s, "task_timeout_s": 120},
+            "data": {"expected_shape": list(shape)},
+            "sites": ["sites"],
+        },
+    )
+    shifts = [
+        {},
+        {"intensity_scale": 1.4, "intensity_offset": 0.05, "noise_std": 0.03, "bias_field": 0.15},
+        {"intensity_scale": 0.7, "noise_std": 0.06, "bias_field": 0.25, "contrast_gamma": 0.85},
+    ]
+    for i in range(sites):
+        write_yaml(
+            bench / "sites" / f"s{i}.yaml",
+            {
+                "name": f"s{i}",
+                "data": {
+                    "synthesize": {"cases": cases, "seed": 10 + i, "shape": list(shape), "shift": shifts[i % 3]}
+                },
+                "runtime": runtime,
+                "hardware": {"gpus": 0, "ram_gb": 8, "cpus": 2},
+            },
+        )
+    return bench
