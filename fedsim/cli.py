@@ -26,8 +26,9 @@ sites_app = typer.Typer(help="Inspect and synthesise simulated institutions.", n
 app.add_typer(run_app, name="run")
 app.add_typer(sites_app, name="sites")
 
-out = Console()
-err = Console(stderr=True)
+# Off a terminal (CI logs, pipes) rich would assume 80 columns and squeeze the tables.
+out = Console(width=None if sys.stdout.isatty() else 150)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
 
 DEFAULT_BENCHMARK = Path("benchmarks/fets2022-task2")
 RuntimeOpt = Annotated[

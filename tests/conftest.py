@@ -29,7 +29,7 @@ def small_benchmark(
     tmp: Path,
     *,
     models: dict[str, Path] | None = None,
-    shape: tuple[int, int, int] = (64, 64, 40),
+    shape: tuple[int, int, int] = (96, 96, 64),
     sites: int = 2,
     cases: int = 2,
     timeout_per_case_s: float = 60,

@@ -1,0 +1,135 @@
+"""BraTS 2021 per-case metrics with CaPTk's edge-case semantics (DESIGN §5).
+
+Work is confined to the bounding box of the non-zero voxels of both volumes: outside it every region is
+empty in both, so those voxels only ever add to TN, which is derived as ``voxels - TP - FP - FN``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from fedsim.metrics.hausdorff import bounding_box, hd95_in_box, union_box
+
+BRATS2021_REGIONS: dict[str, tuple[int, ...]] = {"ET": (4,), "TC": (1, 4), "WT": (1, 2, 4)}
+# CaPTk writes the diagonal of the 240x240x155 volume when exactly one of the two masks is empty.
+HD95_ONE_EMPTY = 373.128664
+# ...and 374 for a prediction it could not use at all.
+HD95_PENALTY = 374.0
+
+Metrics = dict[str, "float | int | bool"]
+
+
+def penalty_row(n_voxels: int, regions: Mapping[str, Sequence[int]] = BRATS2021_REGIONS) -> Metrics:
+    """Row for a missing, unreadable or misaligned prediction: worst scores, every voxel a false negative."""
+    row: Metrics = {}
+    for name in regions:
+        row.update(
+            {
+                f"Dice_{name}": 0.0,
+                f"Hausdorff95_{name}": HD95_PENALTY,
+                f"Sensitivity_{name}": 0.0,
+                f"Specificity_{name}": 0.0,
+                f"Precision_{name}": 0.0,
+            }
+        )
+    for name in regions:
+        row.update({f"TP_{name}": 0, f"FP_{name}": 0, f"TN_{name}": 0, f"FN_{name}": int(n_voxels)})
+    row["missing_pred"] = True
+    return row
+
+
+def encode_regions(labels: np.ndarray, regions: Mapping[str, Sequence[int]]) -> np.ndarray:
+    """One uint8 per voxel with bit i set when the voxel's label belongs to region i (max 8 regions)."""
+    if len(regions) > 8:
+        raise ValueError("at most 8 regions")
+    if labels.dtype == np.uint8:
+        lut = np.zeros(256, dtype=np.uint8)
+        for bit, values in enumerate(regions.values()):
+            for v in values:
+                if 0 <= v <= 255:
+                    lut[v] |= 1 << bit
+        return lut[labels]
+    code = np.zeros(labels.shape, dtype=np.uint8)
+    for bit, values in enumerate(regions.values()):
+        code[np.isin(labels, list(values))] |= np.uint8(1 << bit)
+    return code
+
+
+def _ratio(num: int, den: int) -> float:
+    return num / den if den else float("nan")
+
+
+def region_metrics(a: np.ndarray, b: np.ndarray, n_voxels: int) -> tuple[dict[str, float], dict[str, int]]:
+    """Scores and confusion counts of prediction ``a`` vs truth ``b`` (cropped boolean masks)."""
+    n_pred = int(np.count_nonzero(a))
+    n_true = int(np.count_nonzero(b))
+    tp = int(np.count_nonzero(a & b)) if n_pred and n_true else 0
+    fp = n_pred - tp
+    fn = n_true - tp
+    tn = n_voxels - tp - fp - fn
+    counts = {"TP": tp, "FP": fp, "TN": tn, "FN": fn}
+    if n_pred == 0 and n_true == 0:
+        return {
+            "Dice": 1.0,
+            "Hausdorff95": 0.0,
+            "Sensitivity": 1.0,
+            "Specificity": 1.0,
+            "Precision": float("nan"),
+        }, counts
+    spec = _ratio(tn, tn + fp)
+    if n_true == 0 or n_pred == 0:
+        return {
+            "Dice": 0.0,
+            "Hausdorff95": HD95_ONE_EMPTY,
+            "Sensitivity": 0.0,
+            "Specificity": spec,
+            "Precision": 0.0 if n_pred else float("nan"),
+        }, counts
+    box = union_box(bounding_box(a), bounding_box(b))
+    assert box is not None
+    scores = {
+        "Dice": 2.0 * tp / (n_pred + n_true),
+        "Hausdorff95": hd95_in_box(a, b, box),
+        "Sensitivity": tp / n_true,
+        "Specificity": spec,
+        "Precision": tp / n_pred,
+    }
+    return scores, counts
+
+
+def case_metrics(
+    pred: np.ndarray | None,
+    truth: np.ndarray,
+    regions: Mapping[str, Sequence[int]] = BRATS2021_REGIONS,
+) -> Metrics:
+    """Per-region Dice/HD95/sensitivity/specificity/precision and TP/FP/TN/FN; None or a shape mismatch
+    scores the penalty row."""
+    truth = np.asarray(truth)
+    n_voxels = int(truth.size)
+    if pred is None or np.shape(pred) != truth.shape:
+        return penalty_row(n_voxels, regions)
+    pred = np.asarray(pred)
+    if pred.dtype.kind in "biu" and truth.dtype.kind in "biu":
+        box = bounding_box((pred | truth) != 0)  # one pass over the volume for both
+    else:
+        box = union_box(bounding_box(pred != 0), bounding_box(truth != 0))
+    if box is None:
+        code_p = code_t = np.zeros((1,) * truth.ndim, dtype=np.uint8)
+    else:
+        code_p = encode_regions(pred[box], regions)
+        code_t = encode_regions(truth[box], regions)
+    scores: Metrics = {}
+    counts: Metrics = {}
+    for bit, name in enumerate(regions):
+        a = (code_p & np.uint8(1 << bit)).astype(bool)
+        b = (code_t & np.uint8(1 << bit)).astype(bool)
+        s, c = region_metrics(a, b, n_voxels)
+        for key in ("Dice", "Hausdorff95", "Sensitivity", "Specificity", "Precision"):
+            scores[f"{key}_{name}"] = float(s[key])
+        for key in ("TP", "FP", "TN", "FN"):
+            counts[f"{key}_{name}"] = int(c[key])
+    scores.update(counts)
+    scores["missing_pred"] = False
+    return scores

@@ -1,0 +1,109 @@
+"""Evaluate a directory of predictions against the FeTS labels (DESIGN §3, §5).
+
+Labels are trusted site data: one that cannot be read is an error. Predictions are untrusted container
+output: missing, unreadable (incl. decompression bombs) or misaligned ones score the penalty row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from fedsim.errors import SpecError
+from fedsim.metrics.brats import case_metrics
+from fedsim.metrics.lesionwise import lesionwise_metrics
+from fedsim.metrics.nifti import UnreadableVolume, load_label
+
+LABEL_SUFFIX = "_final_seg.nii.gz"
+PRED_SUFFIX = ".nii.gz"
+
+
+class MetricSet(NamedTuple):
+    """A named way of scoring one case; ``compute(None, truth, params)`` gives its penalty row."""
+
+    compute: Callable[[np.ndarray | None, np.ndarray, Mapping[str, Any] | None], dict[str, Any]]
+    description: str
+
+
+def _brats2021(
+    pred: np.ndarray | None, truth: np.ndarray, params: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    return case_metrics(pred, truth)
+
+
+METRIC_SETS: dict[str, MetricSet] = {
+    "brats2021": MetricSet(_brats2021, "FeTS 2022 / BraTS 2021 voxel-wise metrics, CaPTk semantics"),
+    "lesionwise": MetricSet(lesionwise_metrics, "BraTS 2023 lesion-wise metrics"),
+}
+
+
+def list_cases(labels_dir: Path) -> list[str]:
+    """Case ids of every ``<case>_final_seg.nii.gz`` in ``labels_dir``, sorted."""
+    return sorted(
+        p.name[: -len(LABEL_SUFFIX)]
+        for p in labels_dir.iterdir()
+        if p.name.endswith(LABEL_SUFFIX) and len(p.name) > len(LABEL_SUFFIX)
+    )
+
+
+def evaluate_case(
+    pred_path: Path, label_path: Path, metric_set: str = "brats2021", params: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Metrics of one case; the prediction is scored as missing when it cannot be used."""
+    compute = _metric_set(metric_set).compute
+    try:
+        truth, geometry = load_label(label_path)
+    except UnreadableVolume as exc:
+        raise SpecError(str(exc), file=str(label_path)) from exc
+    pred: np.ndarray | None = None
+    if pred_path.exists() or pred_path.is_symlink():
+        try:
+            data, pred_geometry = load_label(pred_path, max_voxels=int(truth.size))
+            if geometry.mismatch(pred_geometry) is None:
+                pred = data
+        except UnreadableVolume:
+            pred = None
+    return _plain(compute(pred, truth, params))
+
+
+def evaluate_dir(
+    predictions_dir: Path, labels_dir: Path, metric_set: str = "brats2021", params: dict | None = None
+) -> dict[str, dict]:
+    """``{case: metrics}`` for every labelled case, sorted by case id."""
+    predictions_dir, labels_dir = Path(predictions_dir), Path(labels_dir)
+    _metric_set(metric_set)
+    if not labels_dir.is_dir():
+        raise SpecError("labels directory not found", file=str(labels_dir))
+    return {
+        case: evaluate_case(
+            predictions_dir / f"{case}{PRED_SUFFIX}", labels_dir / f"{case}{LABEL_SUFFIX}", metric_set, params
+        )
+        for case in list_cases(labels_dir)
+    }
+
+
+def _metric_set(name: str) -> MetricSet:
+    try:
+        return METRIC_SETS[name]
+    except KeyError:
+        raise SpecError(
+            f"unknown metric set {name!r}; choose one of {sorted(METRIC_SETS)}", field="metric_set"
+        ) from None
+
+
+def _plain(row: Mapping[str, Any]) -> dict[str, Any]:
+    """Python bool/int/float values only (NaN stays a float), so YAML and JSON write them plainly."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, (bool, np.bool_)):
+            out[key] = bool(value)
+        elif isinstance(value, (int, np.integer)):
+            out[key] = int(value)
+        else:
+            v = float(value)
+            out[key] = math.nan if math.isnan(v) else v
+    return out
