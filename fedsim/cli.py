@@ -56,7 +56,8 @@ def _main(
 def run_benchmark_cmd(
     benchmark: Annotated[Path, typer.Argument(help="benchmark directory or benchmark.yaml")] = DEFAULT_BENCHMARK,
     sites: Annotated[
-        list[Path] | None, typer.Option("--sites", help="site file or directory (repeatable); default: the benchmark's")
+        list[Path] | None,
+        typer.Option("--sites", help="site file or directory (repeatable); default: the benchmark's"),
     ] = None,
     runtime: RuntimeOpt = None,
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="where run directories are created")] = Path("runs"),
@@ -65,8 +66,8 @@ def run_benchmark_cmd(
     max_sites: Annotated[int | None, typer.Option("--max-sites", help="sites running at once (default: CPUs)")] = None,
 ) -> None:
     """Run every site's data prep, every model's inference and the metrics, then rank the models."""
-    from fedsim.pipeline.run import RunOptions, prepare_run, run_benchmark  # noqa: PLC0415
-    from fedsim.report.console import RunProgress, final_table, ranking_table  # noqa: PLC0415
+    from fedsim.pipeline.run import RunOptions, prepare_run, run_benchmark
+    from fedsim.report.console import RunProgress, final_table, ranking_table
 
     if runtime is not None and runtime not in {"auto", "local", "docker", "singularity"}:
         raise typer.BadParameter("choose auto, local, docker or singularity", param_hint="--runtime")
@@ -115,8 +116,8 @@ def sites_list(
     sites: Annotated[list[Path] | None, typer.Argument(help="site files or directories")] = None,
 ) -> None:
     """Show the simulated institutions: data, runtime and hardware."""
-    from fedsim.pipeline.sitedata import needs_synthesis, site_data_dir  # noqa: PLC0415
-    from fedsim.spec import load_sites  # noqa: PLC0415
+    from fedsim.pipeline.sitedata import needs_synthesis, site_data_dir
+    from fedsim.spec import load_sites
 
     specs = load_sites(list(sites or [Path("sites")]))
     table = Table()
@@ -147,14 +148,15 @@ def sites_list(
 def sites_synthesize(
     sites: Annotated[list[Path] | None, typer.Argument(help="site files or directories")] = None,
     out_dir: Annotated[
-        Path | None, typer.Option("--out", help="write raw cases here (one folder per site) instead of the cache")
+        Path | None,
+        typer.Option("--out", help="write raw cases here (one folder per site) instead of the cache"),
     ] = None,
     cases: Annotated[int | None, typer.Option("--cases", min=1, help="override the number of cases")] = None,
 ) -> None:
     """Create the synthetic raw data of sites (cached; rerunning reuses it)."""
-    from fedsim.pipeline.sitedata import ensure_site_data  # noqa: PLC0415
-    from fedsim.spec import load_sites  # noqa: PLC0415
-    from fedsim.spec.models import SiteDataSpec  # noqa: PLC0415
+    from fedsim.pipeline.sitedata import ensure_site_data
+    from fedsim.spec import load_sites
+    from fedsim.spec.models import SiteDataSpec
 
     for s in load_sites(list(sites or [Path("sites")])):
         if s.data.synthesize is None:
@@ -177,8 +179,8 @@ def rank_cmd(
     output: Annotated[Path | None, typer.Option("--out", help="CSV output directory (default: DIR/ranking)")] = None,
 ) -> None:
     """Rank algorithms over institutions with challengeR's semantics (as FeTS did) and write CSVs."""
-    from fedsim.ranking import METHODS, load_institutions, rank, write_csvs  # noqa: PLC0415
-    from fedsim.report.console import ranking_table  # noqa: PLC0415
+    from fedsim.ranking import METHODS, load_institutions, rank, write_csvs
+    from fedsim.report.console import ranking_table
 
     if method not in METHODS:
         raise typer.BadParameter(f"choose one of {', '.join(METHODS)}", param_hint="--method")
@@ -204,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
         err.print("interrupted")
         sys.exit(130)
     except Exception as exc:
-        import click  # noqa: PLC0415
+        import click
 
         if isinstance(exc, click.ClickException):
             exc.show()

@@ -61,7 +61,12 @@ def small_benchmark(
             {
                 "name": f"s{i}",
                 "data": {
-                    "synthesize": {"cases": cases, "seed": 10 + i, "shape": list(shape), "shift": shifts[i % 3]}
+                    "synthesize": {
+                        "cases": cases,
+                        "seed": 10 + i,
+                        "shape": list(shape),
+                        "shift": shifts[i % 3],
+                    }
                 },
                 "runtime": runtime,
                 "hardware": {"gpus": 0, "ram_gb": 8, "cpus": 2},
@@ -72,9 +77,9 @@ def small_benchmark(
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Docker tests skip on a machine without an engine — except in CI, where that is a failure."""
-    import os  # noqa: PLC0415
+    import os
 
-    from fedsim.runtimes import docker_available  # noqa: PLC0415
+    from fedsim.runtimes import docker_available
 
     if not any(item.get_closest_marker("docker") for item in items) or docker_available():
         return

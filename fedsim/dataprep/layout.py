@@ -67,9 +67,7 @@ def label_case_id(file_name: str) -> str | None:
     return None
 
 
-def find_raw_cases(
-    data_path: str | Path, *, modalities: Iterable[str] = DEFAULT_MODALITIES
-) -> dict[str, RawCase]:
+def find_raw_cases(data_path: str | Path, *, modalities: Iterable[str] = DEFAULT_MODALITIES) -> dict[str, RawCase]:
     """All case directories under ``data_path``, sorted by id; incomplete ones carry their problems.
 
     Files directly under ``data_path`` (a split CSV, a README) are not cases and are ignored.

@@ -48,9 +48,7 @@ class DataPrepParams:
         known = {f.name for f in dataclasses.fields(cls)}
         for key in data:
             if key not in known:
-                raise SpecError(
-                    f"unknown key {key!r} (known: {', '.join(sorted(known))})", file=source, field=str(key)
-                )
+                raise SpecError(f"unknown key {key!r} (known: {', '.join(sorted(known))})", file=source, field=str(key))
         for key in _LIST_FIELDS:
             if key in data and not isinstance(data[key], (list, tuple)):
                 raise SpecError(f"must be a list, got {data[key]!r}", file=source, field=key)
@@ -119,11 +117,7 @@ def _problem(p: DataPrepParams) -> tuple[str, str] | None:
     if not isinstance(shape, tuple) or len(shape) != 3 or not all(_is_int(v) and v > 0 for v in shape):
         return "expected_shape", f"must be three positive integers, got {shape!r}"
     spacing = p.expected_spacing
-    if (
-        not isinstance(spacing, tuple)
-        or len(spacing) != 3
-        or not all(_is_number(v) and v > 0 for v in spacing)
-    ):
+    if not isinstance(spacing, tuple) or len(spacing) != 3 or not all(_is_number(v) and v > 0 for v in spacing):
         return "expected_spacing", f"must be three positive numbers, got {spacing!r}"
     labels = p.labels
     if (

@@ -29,9 +29,7 @@ class MetricSet(NamedTuple):
     description: str
 
 
-def _brats2021(
-    pred: np.ndarray | None, truth: np.ndarray, params: Mapping[str, Any] | None
-) -> dict[str, Any]:
+def _brats2021(pred: np.ndarray | None, truth: np.ndarray, params: Mapping[str, Any] | None) -> dict[str, Any]:
     return case_metrics(pred, truth)
 
 

@@ -22,9 +22,7 @@ _CROSS = ndimage.generate_binary_structure(3, 1)
 def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
     """Tight slices around the non-zero voxels of ``mask``; None when it is empty."""
     if mask.ndim != 3:
-        projections = [
-            np.any(mask, axis=tuple(a for a in range(mask.ndim) if a != ax)) for ax in range(mask.ndim)
-        ]
+        projections = [np.any(mask, axis=tuple(a for a in range(mask.ndim) if a != ax)) for ax in range(mask.ndim)]
     else:  # two passes over the volume instead of three
         plane = np.any(mask, axis=2)
         projections = [plane.any(axis=1), plane.any(axis=0), np.any(mask, axis=(0, 1))]

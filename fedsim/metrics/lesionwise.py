@@ -66,9 +66,7 @@ def region_lesionwise(
     pred_cc, n_pred = ndimage.label(p, structure=_FULL)
     if t.any():
         dil = (
-            ndimage.binary_dilation(t, structure=_DILATE, iterations=dilation_iterations)
-            if dilation_iterations
-            else t
+            ndimage.binary_dilation(t, structure=_DILATE, iterations=dilation_iterations) if dilation_iterations else t
         )
         dil_cc, n_gt = ndimage.label(dil, structure=_FULL)
     else:
@@ -127,9 +125,9 @@ def lesionwise_metrics(
         row.update(penalty_row(int(truth.size), regions))
         code_t = encode_regions(truth, regions)
         for bit, name in enumerate(regions):
-            n_gt = region_lesionwise(
-                np.zeros(truth.shape, bool), (code_t & (1 << bit)).astype(bool), dil, min_size
-            )["NumGT"]
+            n_gt = region_lesionwise(np.zeros(truth.shape, bool), (code_t & (1 << bit)).astype(bool), dil, min_size)[
+                "NumGT"
+            ]
             row.update(
                 {
                     f"LesionWise_Dice_{name}": 0.0,
@@ -149,17 +147,13 @@ def lesionwise_metrics(
     if box is not None:
         # grow by the dilation reach, clipped to the volume (the reference's dilation stops at its edge)
         g = dil + 1
-        box = tuple(
-            slice(max(s.start - g, 0), min(s.stop + g, n)) for s, n in zip(box, truth.shape, strict=True)
-        )
+        box = tuple(slice(max(s.start - g, 0), min(s.stop + g, n)) for s, n in zip(box, truth.shape, strict=True))
         code_p = encode_regions(pred[box], regions)
         code_t = encode_regions(truth[box], regions)
     else:
         code_p = code_t = np.zeros((1, 1, 1), dtype=np.uint8)
     for bit, name in enumerate(regions):
-        r = region_lesionwise(
-            (code_p & (1 << bit)).astype(bool), (code_t & (1 << bit)).astype(bool), dil, min_size
-        )
+        r = region_lesionwise((code_p & (1 << bit)).astype(bool), (code_t & (1 << bit)).astype(bool), dil, min_size)
         for key in ("Dice", "Hausdorff95"):
             row[f"LesionWise_{key}_{name}"] = float(r[key])
         for key in ("NumGT", "NumTP", "NumFN", "NumFP"):

@@ -167,9 +167,7 @@ def _decode(raw: bytes, budget: int) -> tuple[np.ndarray, Geometry]:
     if len(body) < need:
         raise UnreadableVolume(f"truncated data: {len(body)} of {need} bytes")
     if len(body) >= need + _TRAILING_SLACK:
-        raise UnreadableVolume(
-            f"stream inflates past the {need} bytes the header declares (decompression bomb?)"
-        )
+        raise UnreadableVolume(f"stream inflates past the {need} bytes the header declares (decompression bomb?)")
     data = np.frombuffer(body, dtype=dtype, count=n_vox, offset=offset).reshape(shape, order="F")
     slope, inter = hdr.get_slope_inter()
     if (slope is not None and slope not in (0.0, 1.0)) or (inter is not None and inter != 0.0):

@@ -157,7 +157,7 @@ def rank_run(report: RunReport) -> Any:
     """Rank the models over the sites that produced metrics; None when there is nothing to rank."""
     if not any(report.site_metrics.values()) or len(report.benchmark.models) < 1:
         return None
-    from fedsim.ranking import load_institutions, rank, write_csvs  # noqa: PLC0415
+    from fedsim.ranking import load_institutions, rank, write_csvs
 
     institutions = load_institutions(report.run.results)
     result = rank(institutions, method=report.benchmark.ranking.method)
@@ -170,7 +170,9 @@ def prepare_run(options: RunOptions) -> tuple[BenchmarkSpec, list[SiteSpec], Cub
     site_paths = list(options.sites) or list(bench.sites)
     if not site_paths:
         raise SpecError(
-            "no sites given: add 'sites:' to the benchmark or pass --sites", file=str(bench.source), field="sites"
+            "no sites given: add 'sites:' to the benchmark or pass --sites",
+            file=str(bench.source),
+            field="sites",
         )
     sites = load_sites(site_paths)
     return bench, sites, load_cubes(bench)

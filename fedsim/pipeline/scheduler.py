@@ -67,7 +67,5 @@ def run_all(
 ) -> dict[str, list[JobResult]]:
     lanes = executor.lanes(len(plans))
     with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="site") as pool:
-        futures = {
-            p.site.name: pool.submit(run_site, p, executor, on_event, stop_event, done) for p in plans
-        }
+        futures = {p.site.name: pool.submit(run_site, p, executor, on_event, stop_event, done) for p in plans}
         return {name: f.result() for name, f in futures.items()}

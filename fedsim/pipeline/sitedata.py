@@ -56,7 +56,7 @@ def ensure_site_data(site: SiteSpec) -> Path:
     directory = site_data_dir(site)
     spec = site.data.synthesize
     if spec is not None and needs_synthesis(site):
-        from fedsim.synth import SiteShift, synthesize_site  # noqa: PLC0415 - heavy, only when needed
+        from fedsim.synth import SiteShift, synthesize_site
 
         directory.mkdir(parents=True, exist_ok=True)
         synthesize_site(

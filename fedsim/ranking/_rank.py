@@ -95,9 +95,7 @@ def rank(institutions: Mapping[str, InstitutionResults], method: str = DEFAULT_M
         exact_scores[name] = {a: Fraction(sum(subranks[name][a].values()), len(SUBRANKINGS)) for a in algos}
 
     # Exact fractions so that mathematically equal scores tie (float sums of 7/6-style values need not).
-    final_exact = {
-        a: sum((exact_scores[n][a] for n in inst_names), Fraction(0)) / len(inst_names) for a in algos
-    }
+    final_exact = {a: sum((exact_scores[n][a] for n in inst_names), Fraction(0)) / len(inst_names) for a in algos}
     distinct = sorted(set(final_exact.values()))
     final_ranks = rank_average([distinct.index(final_exact[a]) for a in algos])
     final_rank = {a: float(r) for a, r in zip(algos, final_ranks, strict=True)}

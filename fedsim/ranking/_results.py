@@ -61,9 +61,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that rejects duplicate keys, which plain YAML would silently let the last one win."""
 
 
-def _construct_mapping(
-    loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False
-) -> dict[Any, Any]:
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
@@ -151,9 +149,7 @@ class InstitutionResults:
                         file=file,
                         field=path,
                     )
-                algos[algo] = {
-                    str(k): _metric_value(k, v, file, f"{path}.{_one_line(k)}") for k, v in metrics.items()
-                }
+                algos[algo] = {str(k): _metric_value(k, v, file, f"{path}.{_one_line(k)}") for k, v in metrics.items()}
             cases[case] = algos
         if not any(cases.values()):
             raise SpecError("no algorithm has a result for any case; rerun the metrics cube", file=file)
@@ -173,9 +169,7 @@ def _key(raw: Any, seen: Mapping[str, Any], file: str, prefix: str) -> str:
             field=f"{prefix}{key}",
         )
     if key in seen:
-        raise SpecError(
-            "appears twice (as text and as a number); keep one entry", file=file, field=prefix + key
-        )
+        raise SpecError("appears twice (as text and as a number); keep one entry", file=file, field=prefix + key)
     return key
 
 
@@ -185,9 +179,7 @@ def _metric_value(raw_key: Any, value: Any, file: str, path: str) -> float:
         candidates = {k.lower(): k for k in [*_EXAMPLE_KEYS, "missing_pred"]}
         close = difflib.get_close_matches(key.lower(), list(candidates), n=1)
         hint = f"did you mean {candidates[close[0]]!r}? " if close else ""
-        raise SpecError(
-            f"unknown metric key {_one_line(key)!r}; {hint}{_KNOWN_KEYS_HELP}", file=file, field=path
-        )
+        raise SpecError(f"unknown metric key {_one_line(key)!r}; {hint}{_KNOWN_KEYS_HELP}", file=file, field=path)
     if value is None:
         return math.nan
     if isinstance(value, bool):

@@ -104,7 +104,7 @@ class DockerRuntime(Runtime):
 
     def __init__(self, client: Any = None) -> None:
         try:
-            import docker  # noqa: PLC0415
+            import docker
 
             self.client = client or docker.from_env(timeout=120)
             self.client.ping()
@@ -122,8 +122,9 @@ class DockerRuntime(Runtime):
         return docker_argv(container_config(inv, image, self.user))
 
     def launch(self, inv: Invocation, log_path: Path, workdir: Path) -> ProcessHandle:
-        import docker  # noqa: PLC0415
-        from docker.types import DeviceRequest, Mount  # noqa: PLC0415
+        from docker.types import DeviceRequest, Mount
+
+        import docker
 
         image = self.images.ensure(inv.cube, inv.isolation.base_image)
         cfg = container_config(inv, image, self.user)
@@ -211,7 +212,7 @@ class ContainerHandle(ProcessHandle):
 
     def terminate(self, grace_s: float = 2.0) -> None:
         with contextlib.suppress(Exception):
-            self.container.stop(timeout=max(1, int(round(grace_s))))
+            self.container.stop(timeout=max(1, round(grace_s)))
         if not self._done.wait(5):
             with contextlib.suppress(Exception):
                 self.container.kill()

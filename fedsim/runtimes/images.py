@@ -43,7 +43,7 @@ class ImageBuilder:
             return self._locks.setdefault(tag, threading.Lock())
 
     def exists(self, tag: str) -> bool:
-        import docker  # noqa: PLC0415
+        import docker
 
         try:
             self.client.images.get(tag)
@@ -79,7 +79,7 @@ class ImageBuilder:
         return d.image
 
     def _pull(self, tag: str, present: bool) -> None:
-        import docker  # noqa: PLC0415
+        import docker
 
         try:
             self.client.images.pull(tag)
@@ -117,19 +117,24 @@ class ImageBuilder:
         return tag
 
     def _build(self, context: str, dockerfile: str, tag: str, args: dict[str, str]) -> None:
-        import docker  # noqa: PLC0415
+        import docker
 
         lines: list[str] = []
         try:
             for chunk in self.client.api.build(
-                path=context, dockerfile=dockerfile, tag=tag, buildargs=args, rm=True, forcerm=True, decode=True
+                path=context,
+                dockerfile=dockerfile,
+                tag=tag,
+                buildargs=args,
+                rm=True,
+                forcerm=True,
+                decode=True,
             ):
                 if "stream" in chunk:
                     lines.extend(ln for ln in str(chunk["stream"]).splitlines() if ln.strip())
                 if "error" in chunk:
                     raise RuntimeUnavailable(
-                        f"building {tag} failed: {str(chunk['error']).strip()} "
-                        f"(last output: {' | '.join(lines[-3:])})"
+                        f"building {tag} failed: {str(chunk['error']).strip()} (last output: {' | '.join(lines[-3:])})"
                     )
         except docker.errors.DockerException as exc:
             raise RuntimeUnavailable(f"building {tag} failed: {exc}") from exc

@@ -25,7 +25,7 @@ _REGISTRY: dict[str, str] = {
 def docker_available() -> bool:
     """True when a Docker engine answers a ping within two seconds."""
     try:
-        import docker  # noqa: PLC0415 - optional at runtime
+        import docker
 
         client = docker.from_env(timeout=2)
         client.ping()
@@ -72,7 +72,8 @@ def runtime_for(requested: str, cube: CubeSpec) -> str:
         if docker_available():
             return "docker"
         raise RuntimeUnavailable(
-            "runtime 'singularity': neither singularity/apptainer nor a Docker engine (for its fidelity mode) is here"
+            "runtime 'singularity': neither singularity/apptainer nor a Docker engine "
+            "(for its fidelity mode) is available here"
         )
     if requested not in _REGISTRY:
         raise RuntimeUnavailable(f"unknown runtime {requested!r}; choose one of auto, {', '.join(_REGISTRY)}")

@@ -91,9 +91,7 @@ def validate_mapping(model: type[M], data: dict[str, Any], path: Path) -> M:
         errors = exc.errors()
         first = errors[0]
         more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
-        raise SpecError(
-            _describe(first, model) + more, file=str(path), field=_field_path(first["loc"])
-        ) from None
+        raise SpecError(_describe(first, model) + more, file=str(path), field=_field_path(first["loc"])) from None
 
 
 def _resolve(base: Path, value: Path | None) -> Path | None:
@@ -125,9 +123,7 @@ def load_benchmark(path: Path) -> BenchmarkSpec:
     ]:
         assert cube is not None
         if not (cube / "mlcube.yaml").is_file():
-            raise SpecError(
-                f"no mlcube.yaml in {cube}; point it at an MLCube directory", file=str(path), field=field
-            )
+            raise SpecError(f"no mlcube.yaml in {cube}; point it at an MLCube directory", file=str(path), field=field)
     return spec
 
 

@@ -14,11 +14,12 @@ from typing import Any
 import yaml
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
+def write_bytes_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, mode)  # mkstemp's 0600 would hide the file from a container running as another user
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

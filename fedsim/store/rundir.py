@@ -1,11 +1,11 @@
 """Paths inside a run directory; computes, never creates (except via ``ensure``).
 
-    runs/<run-id>/
-      config/benchmark.yaml, config/sites/<site>.yaml   the resolved specs this run used
-      sites/<site>/prepared/ labels/ metadata/ params/ predictions/<model>/ results/<model>.yaml logs/<job>.log
-      results/<site>.yaml      only metrics leave a site: case -> model -> flat metric keys
-      summary.json             per job: status, exit code, reason, duration, peaks
-      ranking/                 final_ranks_<method>.csv ...
+runs/<run-id>/
+  config/benchmark.yaml, config/sites/<site>.yaml   the resolved specs this run used
+  sites/<site>/prepared/ labels/ metadata/ params/ predictions/<model>/ results/<model>.yaml logs/<job>.log
+  results/<site>.yaml      only metrics leave a site: case -> model -> flat metric keys
+  summary.json             per job: status, exit code, reason, duration, peaks
+  ranking/                 final_ranks_<method>.csv ...
 """
 
 from __future__ import annotations

@@ -107,9 +107,7 @@ def _anatomy(rng: np.random.Generator, shape: tuple[int, int, int]) -> tuple[np.
     # Deep grey nuclei (thalamus / basal ganglia), one per hemisphere.
     for side in (-1.0, 1.0):
         c = centre + np.array([side * 0.28, 0.05, -0.05]) * radii
-        gm = np.maximum(
-            gm, _ramp(_ellipsoid_distance(shape, c, radii * np.array([0.16, 0.2, 0.16])), 1.0, 0.3)
-        )
+        gm = np.maximum(gm, _ramp(_ellipsoid_distance(shape, c, radii * np.array([0.16, 0.2, 0.16])), 1.0, 0.3))
     # CSF: a thin outer rim plus the sulci.
     csf = _ramp(depth, 0.02, 0.025)
     np.maximum(csf, _ramp(fold_dist, 0.12, 0.12) * near_surface, out=csf)

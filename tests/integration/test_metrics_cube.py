@@ -85,9 +85,7 @@ def test_cube_brats2021(tmp_path: Path) -> None:
 
 def test_cube_lesionwise(tmp_path: Path) -> None:
     _setup(tmp_path, 3)
-    proc, out = _run(
-        tmp_path, "metric_set: lesionwise\nlesionwise: {dilation_iterations: 1, min_lesion_size: 10}\n"
-    )
+    proc, out = _run(tmp_path, "metric_set: lesionwise\nlesionwise: {dilation_iterations: 1, min_lesion_size: 10}\n")
     assert proc.returncode == 0, proc.stderr
     doc = yaml.safe_load(out.read_text())
     assert doc["FeTS22_Patient0001"]["LesionWise_Dice_ET"] == 1.0

@@ -77,7 +77,16 @@ def test_failing_and_hanging_models_are_recorded_and_penalised(tmp_path: Path) -
 def test_cli_run_plain_output(tmp_path: Path) -> None:
     bench = small_benchmark(tmp_path, sites=2, cases=1)
     proc = subprocess.run(
-        [sys.executable, "-m", "fedsim.cli", "run", "benchmark", str(bench), "--runs-dir", str(tmp_path / "runs")],
+        [
+            sys.executable,
+            "-m",
+            "fedsim.cli",
+            "run",
+            "benchmark",
+            str(bench),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+        ],
         capture_output=True,
         text=True,
         cwd=ROOT,

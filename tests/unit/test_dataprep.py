@@ -173,9 +173,7 @@ def test_split_file_leads_the_selection(tmp_path: Path, csv_text: str) -> None:
 def test_split_file_longer_than_limit_and_unusable_entries(tmp_path: Path) -> None:
     data = tmp_path / "data"
     make_raw_dataset(data, 4, invalid=["Broken"])
-    (data / "split.csv").write_text(
-        "subject_id\nNope\nBroken\nBraTS2021_00003\nBraTS2021_00001\nBraTS2021_00000\n"
-    )
+    (data / "split.csv").write_text("subject_id\nNope\nBroken\nBraTS2021_00003\nBraTS2021_00001\nBraTS2021_00000\n")
     params = DataPrepParams(max_val_size=2, split_file="split.csv", expected_shape=SHAPE)
     report, *_ = run_prepare(tmp_path, params)
     assert [o for _, o in report.selected] == ["BraTS2021_00003", "BraTS2021_00001"]
@@ -203,9 +201,7 @@ def test_aliases_layout_and_alias_map(tmp_path: Path) -> None:
     assert [a for a, _ in report.selected] == aliases
     assert sorted(p.name for p in out.iterdir()) == aliases
     for alias, original in report.selected:
-        assert sorted(p.name for p in (out / alias).iterdir()) == sorted(
-            f"{alias}_brain_{m}.nii.gz" for m in MODS
-        )
+        assert sorted(p.name for p in (out / alias).iterdir()) == sorted(f"{alias}_brain_{m}.nii.gz" for m in MODS)
         raw_dir = data / original
         for m in MODS:
             target = out / alias / f"{alias}_brain_{m}.nii.gz"

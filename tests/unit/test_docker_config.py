@@ -30,7 +30,10 @@ def test_model_cube_hardening(tmp_path: Path) -> None:
     assert cfg["user"] == "65534:65534"
     assert cfg["labels"]["fedsim"] == "1" and cfg["labels"]["fedsim.job"] == "s/infer.m"
     # MLCube's scheme: inputs read-only, outputs read-write, task first then --param=/mlcube_io{N}
-    assert cfg["mounts"] == [(str(tmp_path / "data"), "/mlcube_io0", True), (str(tmp_path / "out"), "/mlcube_io1", False)]
+    assert cfg["mounts"] == [
+        (str(tmp_path / "data"), "/mlcube_io0", True),
+        (str(tmp_path / "out"), "/mlcube_io1", False),
+    ]
     assert cfg["command"] == ["infer", "--data_path=/mlcube_io0", "--output_path=/mlcube_io1"]
     assert "read_only" not in cfg
 
@@ -47,9 +50,7 @@ def test_singularity_fidelity_mode(tmp_path: Path) -> None:
 
 
 def test_gpus_by_device_id(tmp_path: Path) -> None:
-    inv = bind(
-        load_cube(CUBES / "baseline"), "infer", {}, gpu_ids=("GPU-1234",), isolation=Isolation(untrusted=True)
-    )
+    inv = bind(load_cube(CUBES / "baseline"), "infer", {}, gpu_ids=("GPU-1234",), isolation=Isolation(untrusted=True))
     cfg = container_config(inv, "img", (1, 1))
     assert cfg["gpu_device_ids"] == ["GPU-1234"]
     assert cfg["environment"]["NVIDIA_VISIBLE_DEVICES"] == "GPU-1234"

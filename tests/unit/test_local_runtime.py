@@ -81,7 +81,9 @@ def test_deadline_kills_a_chatty_job_and_its_escaped_child(tmp_path: Path) -> No
 
 
 def test_sigterm_ignoring_job_is_killed(tmp_path: Path) -> None:
-    code = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('up', flush=True)\ntime.sleep(60)\n"
+    code = (
+        "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('up', flush=True)\ntime.sleep(60)\n"
+    )
     inv = bind(load_cube(_script_cube(tmp_path, code)), "infer")
     handle = LocalRuntime().launch(inv, tmp_path / "l.log", tmp_path / "w")
     start = time.monotonic()
@@ -102,7 +104,11 @@ def test_ram_guard_kills_a_memory_hog(tmp_path: Path) -> None:
 
 def test_job_runs_in_its_workdir_with_host_paths(tmp_path: Path) -> None:
     code = "import os, sys\nprint(os.getcwd())\nprint(sys.argv[1:])\n"
-    inv = bind(load_cube(_script_cube(tmp_path, code)), "infer", {"data_path": tmp_path / "d", "output_path": tmp_path / "o"})
+    inv = bind(
+        load_cube(_script_cube(tmp_path, code)),
+        "infer",
+        {"data_path": tmp_path / "d", "output_path": tmp_path / "o"},
+    )
     handle = LocalRuntime().launch(inv, tmp_path / "l.log", tmp_path / "w")
     assert handle.wait(10) == 0
     text = (tmp_path / "l.log").read_text()

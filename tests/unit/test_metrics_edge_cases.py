@@ -87,9 +87,7 @@ def test_missing_prediction_penalty() -> None:
 def test_types_are_plain_python() -> None:
     m = case_metrics(_vol(l4=np.s_[2:6, 2:6, 2:6]), _vol(l4=np.s_[3:7, 2:6, 2:6]))
     for k, v in m.items():
-        assert type(v) is (
-            bool if k == "missing_pred" else int if k[:2] in ("TP", "FP", "TN", "FN") else float
-        )
+        assert type(v) is (bool if k == "missing_pred" else int if k[:2] in ("TP", "FP", "TN", "FN") else float)
     assert m["Dice_ET"] == pytest.approx(2 * 48 / 128)
 
 

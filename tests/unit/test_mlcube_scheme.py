@@ -26,7 +26,11 @@ def test_parameter_forms_and_type_inference(tmp_path: Path) -> None:
             {
                 "t": {
                     "parameters": {
-                        "inputs": {"data": "data/", "params": "parameters.yaml", "ck": {"type": "file", "default": "m/w.pt"}},
+                        "inputs": {
+                            "data": "data/",
+                            "params": "parameters.yaml",
+                            "ck": {"type": "file", "default": "m/w.pt"},
+                        },
                         "outputs": {"out": {"type": "directory", "default": "out", "opts": "rw"}},
                     }
                 }
@@ -44,7 +48,14 @@ def test_defaults_resolve_against_workspace_in_order(tmp_path: Path) -> None:
     cube = load_cube(
         _cube(
             tmp_path,
-            {"t": {"parameters": {"inputs": {"b": "b/", "a": "a.yaml"}, "outputs": {"z": "z/", "y": "res/y.yaml"}}}},
+            {
+                "t": {
+                    "parameters": {
+                        "inputs": {"b": "b/", "a": "a.yaml"},
+                        "outputs": {"z": "z/", "y": "res/y.yaml"},
+                    }
+                }
+            },
         )
     )
     inv = bind(cube, "t")
@@ -55,7 +66,12 @@ def test_defaults_resolve_against_workspace_in_order(tmp_path: Path) -> None:
         ("z", "output", ws / "z"),
         ("y", "output", ws / "res" / "y.yaml"),
     ]
-    assert inv.host_args() == [f"--b={ws / 'b'}", f"--a={ws / 'a.yaml'}", f"--z={ws / 'z'}", f"--y={ws / 'res/y.yaml'}"]
+    assert inv.host_args() == [
+        f"--b={ws / 'b'}",
+        f"--a={ws / 'a.yaml'}",
+        f"--z={ws / 'z'}",
+        f"--y={ws / 'res/y.yaml'}",
+    ]
 
 
 def test_custom_workspace_and_absolute_defaults(tmp_path: Path) -> None:
@@ -119,9 +135,17 @@ def test_overrides_replace_defaults_and_unknown_names_fail(tmp_path: Path) -> No
 
 def test_only_restricts_to_the_federation_parameters(tmp_path: Path) -> None:
     cube = load_cube(
-        _cube(tmp_path, {"infer": {"parameters": {"inputs": {"data_path": "d/", "parameters_file": "p.yaml",
-                                                             "checkpoint_path": "ck/"},
-                                                  "outputs": {"output_path": "o/"}}}})
+        _cube(
+            tmp_path,
+            {
+                "infer": {
+                    "parameters": {
+                        "inputs": {"data_path": "d/", "parameters_file": "p.yaml", "checkpoint_path": "ck/"},
+                        "outputs": {"output_path": "o/"},
+                    }
+                }
+            },
+        )
     )
     inv = bind(cube, "infer", only={"data_path", "output_path"})
     assert [p.name for p in inv.parameters] == ["data_path", "output_path"]

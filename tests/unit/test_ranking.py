@@ -260,10 +260,7 @@ def test_csv_contents(tmp_path: Path) -> None:
         "significant_matrix_rankThenMean.csv",
     ]
     assert paths[0].read_text() == (
-        "algorithm,final_rank,final_score,score_X,score_Y,significant_wins\n"
-        "A,1,1.5,1,2,0\n"
-        "C,2,2,3,1,0\n"
-        "B,3,2.5,2,3,0\n"
+        "algorithm,final_rank,final_score,score_X,score_Y,significant_wins\nA,1,1.5,1,2,0\nC,2,2,3,1,0\nB,3,2.5,2,3,0\n"
     )
     assert paths[1].read_text() == (
         "institution,algorithm,Dice_ET,Dice_TC,Dice_WT,Hausdorff95_ET,Hausdorff95_TC,Hausdorff95_WT,"

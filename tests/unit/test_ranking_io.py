@@ -55,9 +55,7 @@ def _assert_one_line_error(exc: SpecError, file: Path, field: str | None, fragme
         pytest.param("", None, "is empty", id="empty-file"),
         pytest.param("{}\n", None, "no cases", id="no-cases"),
         pytest.param("case_001: {}\n", None, "no algorithm has a result", id="no-algorithms"),
-        pytest.param(
-            "case_001: 0.8\n", "case_001", "must be a mapping algorithm -> metrics", id="case-scalar"
-        ),
+        pytest.param("case_001: 0.8\n", "case_001", "must be a mapping algorithm -> metrics", id="case-scalar"),
         pytest.param(
             "case_001:\n  modelA: [0.8, 3.5]\n", "case_001.modelA", "must be a mapping metric", id="algo-list"
         ),
@@ -101,13 +99,9 @@ def _assert_one_line_error(exc: SpecError, file: Path, field: str | None, fragme
             "outside [0, inf]",
             id="hd-negative",
         ),
-        pytest.param(
-            "? 1.5\n: {modelA: {Dice_ET: 1}}\n", "1.5", "not a case or algorithm name", id="float-key"
-        ),
+        pytest.param("? 1.5\n: {modelA: {Dice_ET: 1}}\n", "1.5", "not a case or algorithm name", id="float-key"),
         pytest.param("? [a, b]\n: {modelA: {Dice_ET: 1}}\n", None, "found unhashable key", id="list-key"),
-        pytest.param(
-            '"case\\n001": 3\n', "case 001", "must be a mapping", id="newline-in-key-stays-one-line"
-        ),
+        pytest.param('"case\\n001": 3\n', "case 001", "must be a mapping", id="newline-in-key-stays-one-line"),
         pytest.param("case_001: [unclosed\n", None, "is not valid YAML at line 2", id="syntax"),
         pytest.param(
             "case_001:\n  modelA: {Dice_ET: 1}\ncase_001:\n  modelA: {Dice_ET: 0}\n",

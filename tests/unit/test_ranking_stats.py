@@ -57,14 +57,10 @@ def test_wilcoxon_matches_scipy_approx(seed: int) -> None:
     d = np.round(rng.normal(0.1, 1.0, size=n), 1)
     if not np.any(d != 0):
         d[0] = 0.5
-    expected = stats.wilcoxon(
-        d, alternative="greater", correction=True, method="approx", zero_method="wilcox"
-    )
+    expected = stats.wilcoxon(d, alternative="greater", correction=True, method="approx", zero_method="wilcox")
     assert wilcoxon_greater_p(d) == pytest.approx(float(expected.pvalue), rel=1e-9, abs=1e-15)
     # "less" on d (how HD95 is tested) is "greater" on -d.
-    expected_less = stats.wilcoxon(
-        d, alternative="less", correction=True, method="approx", zero_method="wilcox"
-    )
+    expected_less = stats.wilcoxon(d, alternative="less", correction=True, method="approx", zero_method="wilcox")
     assert wilcoxon_greater_p(-d) == pytest.approx(float(expected_less.pvalue), rel=1e-9, abs=1e-15)
 
 

@@ -93,7 +93,11 @@ def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
     [
         ({"name": "s", "data": {"path": "nowhere"}}, "data.path", "does not exist"),
         ({"name": "s", "data": {"synthesize": {"cases": 0}}}, "data.synthesize.cases", "greater than 0"),
-        ({"name": "s", "data": {"synthesize": {"shift": {"gain": 2}}}}, "data.synthesize.shift.gain", "unknown key"),
+        (
+            {"name": "s", "data": {"synthesize": {"shift": {"gain": 2}}}},
+            "data.synthesize.shift.gain",
+            "unknown key",
+        ),
         ({"name": "s", "data": {}}, "data", "give 'path'"),
         ({"name": "s", "data": {"synthesize": {}}, "runtime": "podman"}, "runtime", "'docker'"),
         ({"name": "s", "data": {"synthesize": {}}, "hardware": {"gpus": "two"}}, "hardware.gpus", "integer"),

@@ -7,15 +7,12 @@ Exit codes: 0 ok, 1 sanity problems found, 2 bad parameters or data layout (a ``
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
-
-import yaml
 
 from fedsim.dataprep import DataPrepParams, prepare, sanity_check, statistics
 from fedsim.errors import FedsimError
+from fedsim.store.atomic import write_yaml_atomic
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -25,10 +22,7 @@ def _prepare(args: argparse.Namespace) -> int:
         print(f"skipped invalid case {case}: {'; '.join(problems)}", file=sys.stderr)
     for case, why in report.split_skipped.items():
         print(f"split file case {case} not used: {why}", file=sys.stderr)
-    print(
-        f"prepare: selected {report.num_selected} of {report.num_valid} valid cases "
-        f"({report.num_invalid} invalid)"
-    )
+    print(f"prepare: selected {report.num_selected} of {report.num_valid} valid cases ({report.num_invalid} invalid)")
     return 0
 
 
@@ -44,24 +38,10 @@ def _sanity_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_yaml_atomic(path: Path, data: object) -> None:
-    """Write then rename, so a killed cube never leaves a truncated statistics file behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            yaml.safe_dump(data, handle, sort_keys=False)
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; the orchestrator may read it as another user
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _statistics(args: argparse.Namespace) -> int:
     params = DataPrepParams.from_yaml(args.parameters_file)
     stats = statistics(args.data_path, args.labels_path, params)
-    _write_yaml_atomic(Path(args.output_path), stats)
+    write_yaml_atomic(Path(args.output_path), stats)
     print(
         f"statistics: {stats['num_valid_subjects']} valid, {stats['num_invalid_subjects']} invalid subjects "
         f"-> {args.output_path}"

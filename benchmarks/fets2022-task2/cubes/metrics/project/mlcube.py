@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ import yaml
 
 from fedsim.errors import FedsimError, SpecError
 from fedsim.metrics import METRIC_SETS, evaluate_dir
+from fedsim.store.atomic import write_yaml_atomic
 
 
 def read_parameters(path: Path) -> tuple[str, dict[str, Any] | None]:
@@ -48,38 +47,15 @@ def _yaml_value(value: Any) -> Any:
     return float("nan") if isinstance(value, float) and math.isnan(value) else value
 
 
-def write_atomic(path: Path, results: dict[str, dict[str, Any]]) -> None:
-    """tmp file in the same directory + fsync + rename: readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(
-        {case: {k: _yaml_value(v) for k, v in row.items()} for case, row in results.items()},
-        sort_keys=False,
-        default_flow_style=False,
-    )
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass  # some filesystems refuse fsync on directories; the rename itself is still atomic
+def write_results(path: Path, results: dict[str, dict[str, Any]]) -> None:
+    """Atomic (tmp + fsync + rename): a killed run never leaves a half-written file for the organisers."""
+    write_yaml_atomic(path, {case: {k: _yaml_value(v) for k, v in row.items()} for case, row in results.items()})
 
 
 def evaluate(args: argparse.Namespace) -> int:
     metric_set, params = read_parameters(Path(args.parameters_file))
     results = evaluate_dir(Path(args.predictions), Path(args.labels), metric_set, params)
-    write_atomic(Path(args.output_path), results)
+    write_results(Path(args.output_path), results)
     n_missing = sum(1 for row in results.values() if row.get("missing_pred"))
     print(f"evaluated {len(results)} cases ({metric_set}), {n_missing} missing or unusable predictions")
     return 0
