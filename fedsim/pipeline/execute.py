@@ -14,6 +14,7 @@ from pathlib import Path
 from fedsim.cube import Isolation, bind
 from fedsim.errors import FedsimError
 from fedsim.guard import DeadlineGuard, Guard, RamGuard, supervise
+from fedsim.pipeline.diagnose import explain_failure
 from fedsim.pipeline.job import Job, JobKind, JobResult, JobStatus
 from fedsim.runtimes.select import RuntimePool, runtime_for
 
@@ -113,4 +114,7 @@ def execute_job(job: Job, runtimes: RuntimePool, stop_event: threading.Event | N
         result.status = JobStatus.FAILED
         last = _tail(job.log_path)
         result.reason = f"exited with code {outcome.exit_code}" + (f": {last}" if last else "")
+        hint = explain_failure(_tail(job.log_path, lines=40), inv.isolation)
+        if hint:
+            result.reason = f"{hint} ({result.reason})"
     return result
