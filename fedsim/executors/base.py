@@ -11,6 +11,7 @@ import threading
 from types import TracebackType
 
 from fedsim.pipeline.job import Job, JobResult
+from fedsim.spec import SiteSpec
 
 
 class Executor(abc.ABC):
@@ -19,6 +20,9 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def run(self, job: Job, stop_event: threading.Event | None = None) -> JobResult:
         """Run one job to its end (blocking) and return its record; job failures are records, not raises."""
+
+    def check_sites(self, sites: list[SiteSpec]) -> None:  # noqa: B027 - optional hook
+        """Refuse, before anything runs, site profiles the executor's machines cannot honour."""
 
     def lanes(self, requested: int) -> int:
         """How many sites may run at once."""

@@ -1,25 +1,56 @@
-"""The default executor: jobs run in this process's threads, each supervising its own process tree."""
+"""The default executor: jobs run in this process's threads, each supervising its own process tree.
+
+It owns the machine's resources: CPU slots, RAM budget and GPUs (from NVML, or a fake in tests), and the
+one GPU sampler that watches every job's GPU memory.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 
 from fedsim.executors.base import Executor
+from fedsim.guard.gpu import GpuSampler
+from fedsim.guard.nvml import NvmlBackend, default_backend
 from fedsim.pipeline.execute import execute_job
 from fedsim.pipeline.job import Job, JobResult
+from fedsim.pipeline.resources import ResourcePool
 from fedsim.runtimes.select import RuntimePool
+from fedsim.spec import SiteSpec
+
+_AUTO = object()
 
 
 class LocalExecutor(Executor):
     name = "local"
 
-    def __init__(self, max_sites: int | None = None) -> None:
+    def __init__(
+        self,
+        max_sites: int | None = None,
+        *,
+        nvml: NvmlBackend | object | None = _AUTO,
+        sampler_hz: float = 50.0,
+        cpus: int | None = None,
+    ) -> None:
         self.max_sites = max_sites or os.cpu_count() or 1
         self.runtimes = RuntimePool()
+        backend = default_backend() if nvml is _AUTO else nvml
+        self.nvml: NvmlBackend | None = backend  # type: ignore[assignment]
+        self.sampler = GpuSampler(self.nvml, hz=sampler_hz) if self.nvml is not None else None
+        self.resources = ResourcePool(self.nvml.devices() if self.nvml else [], cpus=cpus)
 
     def run(self, job: Job, stop_event: threading.Event | None = None) -> JobResult:
-        return execute_job(job, self.runtimes, stop_event)
+        with self.resources.acquire(job) as grant:
+            job = dataclasses.replace(job, gpu_ids=grant.gpu_ids)
+            return execute_job(job, self.runtimes, stop_event, self.sampler)
+
+    def check_sites(self, sites: list[SiteSpec]) -> None:
+        for s in sites:
+            if s.hardware.gpus:
+                self.resources.check_profile(
+                    s.name, s.hardware.gpus, int(s.hardware.gpu_memory_gb * 1024**3), str(s.source or "")
+                )
 
     def lanes(self, requested: int) -> int:
         return max(1, min(requested, self.max_sites))

@@ -7,6 +7,7 @@ every watcher on each tick (default 10 Hz).
 from __future__ import annotations
 
 import abc
+import threading
 from dataclasses import dataclass
 
 from fedsim.runtimes.base import ProcessHandle
@@ -29,6 +30,9 @@ class Usage:
 
 
 class Watch(abc.ABC):
+    #: set by the supervisor; a watcher that learns of a violation asynchronously sets it to wake the supervisor
+    alarm: threading.Event | None = None
+
     @abc.abstractmethod
     def poll(self) -> Violation | None:
         """Sample once; a violation means the job must be stopped now."""

@@ -20,7 +20,7 @@ class _DeadlineWatch(Watch):
     def poll(self) -> Violation | None:
         elapsed = time.monotonic() - self._handle.started_at
         if elapsed >= self._seconds:
-            return Violation("timeout", f"wall-clock limit of {self._seconds:.0f} s reached after {elapsed:.1f} s")
+            return Violation("timeout", f"wall-clock limit of {self._seconds:g} s reached after {elapsed:.1f} s")
         return None
 
     def remaining(self) -> float:

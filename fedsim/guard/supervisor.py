@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 
@@ -19,17 +20,27 @@ class Outcome:
 
 
 def supervise(
-    handle: ProcessHandle, guards: list[Guard], *, tick_s: float = 0.1, grace_s: float = 2.0, stop_event=None
+    handle: ProcessHandle,
+    guards: list[Guard],
+    *,
+    tick_s: float = 0.1,
+    grace_s: float = 0.5,
+    stop_event: threading.Event | None = None,
 ) -> Outcome:
     """Wait for ``handle``; on the first violation (or ``stop_event``), terminate its whole tree."""
-    watches = [g.watch(handle) for g in guards]
+    alarm = threading.Event()
+    watches = []
+    for g in guards:
+        w = g.watch(handle)
+        w.alarm = alarm
+        watches.append(w)
     usage = Usage()
     violation: Violation | None = None
     interrupted = False
     exit_code: int | None = None
     try:
         while True:
-            exit_code = handle.wait(timeout=tick_s)
+            exit_code = handle.wait(timeout=0)
             if exit_code is not None:
                 break
             if stop_event is not None and stop_event.is_set():
@@ -41,6 +52,7 @@ def supervise(
                     break
             if violation is not None:
                 break
+            alarm.wait(tick_s)  # a watcher with news wakes us at once (GPU sampler)
     finally:
         if exit_code is None:
             handle.terminate(grace_s=grace_s)

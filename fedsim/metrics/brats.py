@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from fedsim.metrics.hausdorff import bounding_box, hd95_in_box, union_box
+from fedsim.metrics.hausdorff import PAD, bounding_box, crop_padded, hd95_ringed, union_box
 
 BRATS2021_REGIONS: dict[str, tuple[int, ...]] = {"ET": (4,), "TC": (1, 4), "WT": (1, 2, 4)}
 # CaPTk writes the diagonal of the 240x240x155 volume when exactly one of the two masks is empty.
@@ -57,12 +57,28 @@ def encode_regions(labels: np.ndarray, regions: Mapping[str, Sequence[int]]) -> 
     return code
 
 
+def _region_masks(labels: np.ndarray, regions: Mapping[str, Sequence[int]]) -> list[np.ndarray]:
+    """One boolean mask per region of a (cropped) label volume."""
+    if labels.dtype == bool:
+        labels = labels.view(np.uint8)
+    if labels.dtype == np.uint8:
+        out = []
+        for values in regions.values():
+            lut = np.zeros(256, dtype=bool)
+            lut[[v for v in values if 0 <= v <= 255]] = True
+            out.append(lut[labels])
+        return out
+    return [np.isin(labels, list(values)) for values in regions.values()]
+
+
 def _ratio(num: int, den: int) -> float:
     return num / den if den else float("nan")
 
 
 def region_metrics(a: np.ndarray, b: np.ndarray, n_voxels: int) -> tuple[dict[str, float], dict[str, int]]:
-    """Scores and confusion counts of prediction ``a`` vs truth ``b`` (cropped boolean masks)."""
+    """Scores and confusion counts of prediction ``a`` vs truth ``b``: boolean crops holding every voxel of
+    both masks and a background ring of ``PAD`` voxels (see :func:`fedsim.metrics.hausdorff.crop_padded`);
+    TN is derived from the volume's ``n_voxels``."""
     n_pred = int(np.count_nonzero(a))
     n_true = int(np.count_nonzero(b))
     tp = int(np.count_nonzero(a & b)) if n_pred and n_true else 0
@@ -89,9 +105,13 @@ def region_metrics(a: np.ndarray, b: np.ndarray, n_voxels: int) -> tuple[dict[st
         }, counts
     box = union_box(bounding_box(a), bounding_box(b))
     assert box is not None
+    grown = tuple(slice(s.start - PAD, s.stop + PAD) for s in box)  # the ring is inside the crop
+    if any(g.start > 0 or g.stop < n for g, n in zip(grown, a.shape, strict=True)):
+        a = np.ascontiguousarray(a[grown])
+        b = np.ascontiguousarray(b[grown])
     scores = {
         "Dice": 2.0 * tp / (n_pred + n_true),
-        "Hausdorff95": hd95_in_box(a, b, box),
+        "Hausdorff95": hd95_ringed(a, b),
         "Sensitivity": tp / n_true,
         "Specificity": spec,
         "Precision": tp / n_pred,
@@ -105,26 +125,28 @@ def case_metrics(
     regions: Mapping[str, Sequence[int]] = BRATS2021_REGIONS,
 ) -> Metrics:
     """Per-region Dice/HD95/sensitivity/specificity/precision and TP/FP/TN/FN; None or a shape mismatch
-    scores the penalty row."""
+    scores the penalty row.
+
+    One pass finds the bounding box of every labelled voxel of both volumes; the labels are cropped once
+    (with a background ring) and every region's masks, counts and surfaces come from that crop.
+    """
     truth = np.asarray(truth)
     n_voxels = int(truth.size)
     if pred is None or np.shape(pred) != truth.shape:
         return penalty_row(n_voxels, regions)
     pred = np.asarray(pred)
     if pred.dtype.kind in "biu" and truth.dtype.kind in "biu":
-        box = bounding_box((pred | truth) != 0)  # one pass over the volume for both
+        box = bounding_box(pred | truth)  # one pass over the volume for both
     else:
         box = union_box(bounding_box(pred != 0), bounding_box(truth != 0))
     if box is None:
-        code_p = code_t = np.zeros((1,) * truth.ndim, dtype=np.uint8)
+        masks_p = masks_t = [np.zeros((1,) * truth.ndim, dtype=bool)] * len(regions)
     else:
-        code_p = encode_regions(pred[box], regions)
-        code_t = encode_regions(truth[box], regions)
+        masks_p = _region_masks(crop_padded(pred, box), regions)
+        masks_t = _region_masks(crop_padded(truth, box), regions)
     scores: Metrics = {}
     counts: Metrics = {}
-    for bit, name in enumerate(regions):
-        a = (code_p & np.uint8(1 << bit)).astype(bool)
-        b = (code_t & np.uint8(1 << bit)).astype(bool)
+    for name, a, b in zip(regions, masks_p, masks_t, strict=True):
         s, c = region_metrics(a, b, n_voxels)
         for key in ("Dice", "Hausdorff95", "Sensitivity", "Specificity", "Precision"):
             scores[f"{key}_{name}"] = float(s[key])

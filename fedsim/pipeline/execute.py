@@ -14,6 +14,7 @@ from pathlib import Path
 from fedsim.cube import Isolation, bind
 from fedsim.errors import FedsimError
 from fedsim.guard import DeadlineGuard, Guard, RamGuard, supervise
+from fedsim.guard.gpu import GpuMemoryGuard, GpuSampler
 from fedsim.pipeline.diagnose import explain_failure
 from fedsim.pipeline.job import Job, JobKind, JobResult, JobStatus
 from fedsim.runtimes.select import RuntimePool, runtime_for
@@ -49,7 +50,12 @@ def _tail(path: Path, lines: int = 1) -> str:
     return " | ".join(kept[-lines:])[:300]
 
 
-def execute_job(job: Job, runtimes: RuntimePool, stop_event: threading.Event | None = None) -> JobResult:
+def execute_job(
+    job: Job,
+    runtimes: RuntimePool,
+    stop_event: threading.Event | None = None,
+    gpu_sampler: GpuSampler | None = None,
+) -> JobResult:
     """Execute ``job``; never raises for a job-level failure — the failure is the returned record."""
     result = JobResult(job.site, job.name, job.kind.value, job.model, JobStatus.RUNNING, log=str(job.log_path))
     started = time.monotonic()
@@ -72,6 +78,7 @@ def execute_job(job: Job, runtimes: RuntimePool, stop_event: threading.Event | N
                 ram_bytes=job.limits.ram_bytes,
                 base_image=job.base_image,
             ),
+            gpu_ids=job.gpu_ids,
             only=MODEL_PARAMETERS if job.kind is JobKind.INFER else None,
             labels={"fedsim.job": job.key, "fedsim.run": job.log_path.parents[3].name},
         )
@@ -95,6 +102,8 @@ def execute_job(job: Job, runtimes: RuntimePool, stop_event: threading.Event | N
     guards: list[Guard] = [DeadlineGuard(job.limits.deadline_s(num_cases))]
     if not runtime.capabilities.enforces_memory_limit:
         guards.append(RamGuard(job.limits.ram_bytes))
+    if gpu_sampler is not None and job.gpu_ids:
+        guards.append(GpuMemoryGuard(gpu_sampler, job.gpu_ids, job.limits.gpu_memory_bytes))
     try:
         outcome = supervise(handle, guards, stop_event=stop_event)
     finally:

@@ -69,6 +69,7 @@ class Job:
     cases_dir: Path | None = None
     clean_outputs: tuple[Path, ...] = ()
     base_image: str | None = None
+    gpu_ids: tuple[str, ...] = ()  # assigned by the executor when the job starts
 
     @property
     def key(self) -> str:

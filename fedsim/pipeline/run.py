@@ -187,6 +187,8 @@ def run_benchmark(
 ) -> RunReport:
     say = on_message or (lambda _msg: None)
     bench, sites, cubes = prepare_run(options)
+    executor = executor or LocalExecutor(options.max_sites)
+    executor.check_sites(sites)
     raw: list[tuple[SiteSpec, Path]] = []
     for s in sites:
         if needs_synthesis(s):
@@ -201,7 +203,6 @@ def run_benchmark(
     plans = plan(bench, raw, cubes, run, options.runtime)
     write_config(run, bench, sites, plans)
     stop = stop_event or threading.Event()
-    executor = executor or LocalExecutor(options.max_sites)
     started_wall, started = time.time(), time.monotonic()
     sink: EventSink = on_event or (lambda _k, _j, _r: None)
     report = RunReport(run, bench, sites, {})

@@ -40,6 +40,10 @@ class ProcessHandle(abc.ABC):
     def terminate(self, grace_s: float = 2.0) -> None:
         """Stop the whole tree: SIGTERM, ``grace_s`` seconds, then SIGKILL. Idempotent."""
 
+    def root_pid(self) -> int | None:
+        """Host PID of the task's top process (container init, process-group leader), if known."""
+        return None
+
     def oom_killed(self) -> bool:
         """Whether the runtime's own memory limit killed the task (docker's OOMKilled)."""
         return False

@@ -197,6 +197,9 @@ class ContainerHandle(ProcessHandle):
             for chunk in self.container.logs(stream=True, follow=True, stdout=True, stderr=True):
                 fh.write(chunk)
 
+    def root_pid(self) -> int | None:
+        return self._init_pid
+
     def host_pids(self) -> set[int]:
         if self._init_pid is None or self._done.is_set():
             return set()
@@ -211,8 +214,12 @@ class ContainerHandle(ProcessHandle):
         return self._exit if self._done.is_set() else None
 
     def terminate(self, grace_s: float = 2.0) -> None:
+        # docker's stop grace is whole seconds; below one second a limit kill is a plain SIGKILL
         with contextlib.suppress(Exception):
-            self.container.stop(timeout=max(1, round(grace_s)))
+            if grace_s < 1:
+                self.container.kill()
+            else:
+                self.container.stop(timeout=round(grace_s))
         if not self._done.wait(5):
             with contextlib.suppress(Exception):
                 self.container.kill()

@@ -62,6 +62,9 @@ class HostProcess(ProcessHandle):
                     procs.append(psutil.Process(pid))
         return procs
 
+    def root_pid(self) -> int | None:
+        return self.pid
+
     def host_pids(self) -> set[int]:
         return {p.pid for p in self._tree() if _alive(p)}
 

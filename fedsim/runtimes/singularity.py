@@ -1,0 +1,258 @@
+"""Run cube tasks with Singularity or Apptainer, as the FeTS 2022 hospitals did (DESIGN §7).
+
+``prepare`` turns the cube's docker image into a SIF once — ``build x.sif docker-daemon://IMAGE:TAG``,
+cached by the docker image's digest under ``<cache>/sif`` — unless the cube ships a SIF in its
+``singularity: {image: ...}`` section. Conversion happens before a job's clock starts.
+
+Flags, as FeTS passed them to model cubes (``Isolation.untrusted``):
+
+- ``-C`` (``--containall``): contained ``/tmp``, ``$HOME`` and ``/dev``, no host cwd, own PID and IPC
+  namespaces, and a clean environment (it implies ``--contain`` and ``--cleanenv``);
+- ``--writable-tmpfs``: the image stays read-only; writes outside the binds go to a tmpfs whose size is
+  the site's ``sessiondir max size`` (64 MiB by default) — not settable per run;
+- ``--net --network=none``: a network namespace with loopback only;
+- ``--nv``: the NVIDIA driver libraries and *every* GPU device. FeTS always passed it; fedsim narrows what
+  CUDA sees with ``CUDA_VISIBLE_DEVICES`` injected through ``SINGULARITYENV_``/``APPTAINERENV_`` (empty
+  when the job has no GPU). That is advisory — the GPU guard, not the runtime, enforces the assignment.
+
+Data-prep and metrics cubes get ``-C --cleanenv``. Every cube gets MLCube's ``/mlcube_io{N}`` binds,
+``--pwd /`` (singularity would otherwise start in the caller's cwd, not the image's WORKDIR) and its
+environment as ``--env K=V``. Memory is not limited by the runtime (the RAM guard samples RSS), nor PIDs.
+
+Processes are started by :class:`HostProcess`, never by spython, whose ``run`` ignores ``contain=``,
+replaces the environment when given ``environ``, and exposes neither a timeout nor a PID.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shlex
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+from fedsim.cube import CubeSpec, Invocation, container_mounts
+from fedsim.errors import RuntimeUnavailable
+from fedsim.runtimes import select
+from fedsim.runtimes.base import Capabilities, ProcessHandle, Runtime
+from fedsim.runtimes.images import ImageBuilder
+from fedsim.runtimes.process import HostProcess
+
+UNTRUSTED_FLAGS = ("-C", "--writable-tmpfs", "--net", "--network=none", "--nv")
+TRUSTED_FLAGS = ("-C", "--cleanenv")
+BUILD_TIMEOUT_S = 3600.0
+
+
+def env_prefix(binary: str) -> str:
+    """``APPTAINERENV_`` for apptainer (also behind a ``singularity`` symlink), else ``SINGULARITYENV_``.
+
+    Apptainer still reads ``SINGULARITYENV_`` but warns about it, and the warning lands in the job log.
+    """
+    return "APPTAINERENV_" if os.path.basename(os.path.realpath(binary)).startswith("apptainer") else "SINGULARITYENV_"
+
+
+def _csv_field(item: str) -> str:
+    """Quote one ``K=V`` for ``--env``, which singularity parses as CSV (a comma would split the value)."""
+    if any(c in item for c in ',"\n'):
+        return '"' + item.replace('"', '""') + '"'
+    return item
+
+
+def singularity_argv(binary: str, sif: str | Path, inv: Invocation) -> list[str]:
+    """The exact ``run`` command line for ``inv``; pure, so the flags are unit-tested without singularity."""
+    mounts, args = container_mounts(inv)
+    argv = [binary, "run", *(UNTRUSTED_FLAGS if inv.isolation.untrusted else TRUSTED_FLAGS)]
+    for m in mounts:
+        host = str(m.host_path)
+        if ":" in host or "," in host:
+            raise RuntimeUnavailable(f"singularity cannot bind {host}: ':' and ',' are separators in --bind")
+        argv += ["--bind", f"{host}:{m.container_path}" + (":ro" if m.read_only else "")]
+    argv += ["--pwd", "/"]
+    for key, value in {"PYTHONUNBUFFERED": "1", **inv.env}.items():
+        argv += ["--env", _csv_field(f"{key}={value}")]
+    return [*argv, str(sif), inv.task, *args]
+
+
+def launch_env(binary: str, inv: Invocation, workdir: Path) -> dict[str, str]:
+    """The launcher's own environment: nothing of the host's beyond PATH and LANG, so nothing can leak.
+
+    Only model cubes get ``--nv``, so only they need the GPU restriction.
+    """
+    env = {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "HOME": str(workdir),
+        "LANG": os.environ.get("LANG", "C.UTF-8"),
+    }
+    if inv.isolation.untrusted:
+        env[env_prefix(binary) + "CUDA_VISIBLE_DEVICES"] = ",".join(inv.gpu_ids)
+    return env
+
+
+def declared_sifs(cube: CubeSpec) -> list[Path]:
+    """Where the cube's own SIF may be, in MLCube's order: ``image_dir`` (default ``workspace/.image``), root."""
+    if cube.singularity is None:
+        return []
+    image = Path(cube.singularity.image).expanduser()
+    if image.is_absolute():
+        return [image]
+    image_dir = getattr(cube.singularity, "image_dir", None)
+    dirs: list[Path] = []
+    if isinstance(image_dir, str) and "${" not in image_dir:  # skip unresolved MLCube interpolations
+        d = Path(image_dir).expanduser()
+        dirs.append(d if d.is_absolute() else cube.root / d)
+    dirs += [cube.workspace_dir / ".image", cube.root]
+    return [d / image for d in dirs]
+
+
+def daemon_ref(image: str) -> str:
+    """``docker-daemon://`` needs an explicit tag; MLCube images without one mean ``:latest``."""
+    name = image.rsplit("/", 1)[-1]
+    return f"docker-daemon://{image}" if ":" in name or "@" in name else f"docker-daemon://{image}:latest"
+
+
+class SingularityRuntime(Runtime):
+    name = "singularity"
+    capabilities = Capabilities(isolates_filesystem=True, enforces_memory_limit=False, isolates_network=True)
+
+    def __init__(self, binary: str | None = None, docker_client: Any = None, cache_dir: Path | None = None) -> None:
+        found = binary or select.singularity_binary()
+        if found is None:
+            raise RuntimeUnavailable(
+                "runtime 'singularity': neither 'singularity' nor 'apptainer' is on PATH "
+                "(install one, or choose the docker runtime)"
+            )
+        self.binary = found
+        self._client = docker_client
+        self._images: ImageBuilder | None = None
+        self._cache_dir = cache_dir
+        self._sifs: dict[tuple[str, str | None, str | None], Path] = {}
+        self._guard = threading.Lock()
+
+    @property
+    def cache_dir(self) -> Path:
+        if self._cache_dir is None:
+            from fedsim.pipeline.sitedata import cache_root  # lazy: the pipeline imports the runtimes
+
+            self._cache_dir = cache_root() / "sif"
+        return self._cache_dir
+
+    def prepare(self, cube: CubeSpec, base_image: str | None = None) -> None:
+        self.sif_for(cube, base_image)
+
+    def sif_for(self, cube: CubeSpec, base_image: str | None = None) -> Path:
+        """The SIF to run: the cube's own, else its docker image converted once per digest."""
+        key = (cube.name, cube.docker.image if cube.docker else None, base_image)
+        with self._guard:
+            if key in self._sifs:
+                return self._sifs[key]
+        sif = next((p for p in declared_sifs(cube) if p.is_file()), None)
+        if sif is None:
+            sif = self._convert(cube, base_image)
+        with self._guard:
+            self._sifs[key] = sif
+        return sif
+
+    def _builder(self, cube: CubeSpec) -> ImageBuilder:
+        with self._guard:
+            if self._images is None:
+                if self._client is None:
+                    declared = ", ".join(str(p) for p in declared_sifs(cube)) or "none declared"
+                    if not select.docker_available():
+                        raise RuntimeUnavailable(
+                            f"cube {cube.name!r}: no SIF image ({declared}) and no Docker engine to convert "
+                            "its docker image from (build a SIF elsewhere and set 'singularity: {image: ...}')"
+                        )
+                    import docker
+
+                    try:
+                        self._client = docker.from_env(timeout=120)
+                    except docker.errors.DockerException as exc:
+                        raise RuntimeUnavailable(f"no Docker engine answers: {exc}") from exc
+                self._images = ImageBuilder(self._client)
+            return self._images
+
+    def _convert(self, cube: CubeSpec, base_image: str | None) -> Path:
+        if cube.docker is None:
+            raise RuntimeUnavailable(f"cube {cube.name!r} has neither a SIF image nor a docker image to convert")
+        builder = self._builder(cube)
+        tag = builder.ensure(cube, base_image)
+        digest = self._digest(tag)
+        cache = self.cache_dir
+        cache.mkdir(parents=True, exist_ok=True)
+        sif = cache / f"{digest}.sif"
+        # flock serialises threads (each opens its own description) and other fedsim processes alike.
+        with open(cache / f"{digest}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not sif.is_file():
+                self._build(sif, tag)
+        return sif
+
+    def _digest(self, tag: str) -> str:
+        import docker
+
+        try:
+            image_id = str(self._client.images.get(tag).id)
+        except docker.errors.DockerException as exc:
+            raise RuntimeUnavailable(f"cannot read the digest of {tag}: {exc}") from exc
+        return image_id.split(":", 1)[-1]
+
+    def _build(self, sif: Path, tag: str) -> None:
+        tmp = sif.with_name(f".{sif.stem}.{os.getpid()}.{threading.get_ident()}.tmp.sif")
+        env = dict(os.environ)  # the build is trusted; it needs DOCKER_HOST and friends
+        tool = env_prefix(self.binary).removesuffix("ENV_")
+        env.setdefault(f"{tool}_TMPDIR", str(self.cache_dir))  # the unpacked rootfs is large: not /tmp
+        argv = [self.binary, "build", str(tmp), daemon_ref(tag)]
+        try:
+            proc = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                env=env,
+                timeout=BUILD_TIMEOUT_S,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            tmp.unlink(missing_ok=True)
+            raise RuntimeUnavailable(f"converting {tag} to a SIF took more than {BUILD_TIMEOUT_S:.0f} s") from exc
+        except OSError as exc:
+            raise RuntimeUnavailable(f"cannot start {self.binary}: {exc.strerror}") from exc
+        if proc.returncode != 0 or not tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            lines = [ln.strip() for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
+            last = lines[-1] if lines else f"exit code {proc.returncode}"
+            raise RuntimeUnavailable(f"converting {tag} to a SIF failed: {last}")
+        os.replace(tmp, sif)
+
+    def argv(self, inv: Invocation) -> list[str]:
+        return singularity_argv(self.binary, self._sif_hint(inv), inv)
+
+    def _sif_hint(self, inv: Invocation) -> str:
+        """The prepared SIF, else the best guess without I/O (``run docker-daemon://`` also works by hand)."""
+        cube = inv.cube
+        key = (cube.name, cube.docker.image if cube.docker else None, inv.isolation.base_image)
+        with self._guard:
+            if key in self._sifs:
+                return str(self._sifs[key])
+        declared = declared_sifs(cube)
+        if declared:
+            return str(declared[0])
+        return daemon_ref(cube.docker.image) if cube.docker else "<no image>"
+
+    def launch(self, inv: Invocation, log_path: Path, workdir: Path) -> ProcessHandle:
+        sif = self.sif_for(inv.cube, inv.isolation.base_image)
+        argv = singularity_argv(self.binary, sif, inv)
+        workdir.mkdir(parents=True, exist_ok=True)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "a", encoding="utf-8") as fh:
+            fh.write("$ " + shlex.join(argv) + "\n")
+        try:
+            return HostProcess(argv, log_path=log_path, cwd=workdir, env=launch_env(self.binary, inv, workdir))
+        except OSError as exc:
+            raise RuntimeUnavailable(f"cannot start {self.binary}: {exc.strerror}") from exc
+
+
+__all__ = ["SingularityRuntime", "declared_sifs", "launch_env", "singularity_argv"]

@@ -1,0 +1,305 @@
+"""Singularity-fidelity mode reproduces the three classic "works with docker, fails at the hospital" bugs.
+
+Each fixture cube (``tests/fixtures/cubes/fidelity_*``) succeeds under a plain ``docker run`` as root and must
+fail under fedsim's fidelity mode (what a site's singularity does: read-only image, 64 MiB /tmp, no HOME,
+cwd not the WORKDIR, a non-root user), with a job record that names the cause and the fix in one line.
+The rules of :mod:`fedsim.pipeline.diagnose` are also unit-tested on sample logs, without docker.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fedsim.cube import Isolation, bind, container_mounts, load_cube
+from fedsim.guard import DeadlineGuard, supervise
+from fedsim.pipeline.diagnose import explain_failure
+from fedsim.pipeline.execute import MODEL_PARAMETERS, execute_job
+from fedsim.pipeline.job import Job, JobKind, JobLimits, JobStatus
+from fedsim.runtimes import docker_available
+from fedsim.runtimes.select import RuntimePool, singularity_binary
+from tests.conftest import FIXTURES
+
+RUN = f"fedsim-test-fidelity-{secrets.token_hex(3)}"  # every container this module creates carries it
+CUBE_DIRS = FIXTURES / "cubes"
+FIDELITY = Isolation(untrusted=True, singularity_fidelity=True)
+CASES = ("FeTS22_Patient0001", "FeTS22_Patient0002")
+
+# cube -> a phrase its job record's reason must contain (cause and fix)
+CLASSIC = {
+    "fidelity_workdir": "'model.txt' by a relative path: relies on the image's WORKDIR: singularity ignores it; "
+    "use absolute paths (e.g. from __file__)",
+    "fidelity_write_outside": "wrote outside output_path: no space left",
+    "fidelity_root_only": "readable only by root; singularity runs as the calling user: chmod a+r it in the Dockerfile",
+}
+
+
+# ---------------------------------------------------------------- diagnose rules (no docker needed)
+
+FIDELITY_LOGS = {
+    "relative open": (
+        "Traceback (most recent call last):\n"
+        '  File "/app/mlcube.py", line 12, in <module>\n'
+        "    with open('model.txt') as fh:\n"
+        "FileNotFoundError: [Errno 2] No such file or directory: 'model.txt'",
+        ["'model.txt'", "relies on the image's WORKDIR", "singularity ignores it", "use absolute paths"],
+    ),
+    "relative open, nested": (
+        "OSError: [Errno 2] No such file or directory: 'weights/fold0/model.pth'",
+        ["'weights/fold0/model.pth'", "relies on the image's WORKDIR"],
+    ),
+    "relative open, shell": ("cat: model.txt: No such file or directory", ["'model.txt'", "WORKDIR"]),
+    "relative entrypoint": (
+        "python3: can't open file '//mlcube.py': [Errno 2] No such file or directory",
+        ["entrypoint", "WORKDIR", "absolute path in ENTRYPOINT/CMD"],
+    ),
+    "tmpfs full": (
+        '  File "/mlcube_project/mlcube.py", line 16, in <module>\n    fh.write(chunk)\n'
+        "OSError: [Errno 28] No space left on device",
+        ["wrote outside output_path", "64 MiB", "output_path only"],
+    ),
+    "read-only image": (
+        "OSError: [Errno 30] Read-only file system: '/app/cache'",
+        ["wrote to /app/cache, outside output_path", "read-only under singularity", "output_path only"],
+    ),
+    "read-only input": (
+        "OSError: [Errno 30] Read-only file system: '/mlcube_io0/tmp.nii.gz'",
+        ["read-only input (/mlcube_io0/tmp.nii.gz)"],
+    ),
+    "read-only, shell": ("touch: cannot touch '/root/.cache': Read-only file system", ["/root/.cache", "read-only"]),
+    "root-only file": (
+        "PermissionError: [Errno 13] Permission denied: '/mlcube_project/checkpoint.bin'",
+        ["/mlcube_project/checkpoint.bin", "readable only by root", "calling user", "chmod a+r it in the Dockerfile"],
+    ),
+    "root-only script": ("sh: 1: /app/run.sh: Permission denied", ["/app/run.sh", "readable only by root"]),
+}
+
+
+@pytest.mark.parametrize("name", list(FIDELITY_LOGS))
+def test_diagnose_names_cause_and_fix(name: str) -> None:
+    log, phrases = FIDELITY_LOGS[name]
+    hint = explain_failure(log, FIDELITY)
+    assert hint is not None and "\n" not in hint
+    for phrase in phrases:
+        assert phrase in hint
+
+
+@pytest.mark.parametrize(
+    "log",
+    [
+        "RuntimeError: CUDA error: no kernel image is available for execution on the device",
+        # a missing *input* is the data's or the cube's problem, not singularity's
+        "FileNotFoundError: [Errno 2] No such file or directory: '/mlcube_io0/case/case_brain_t1.nii.gz'",
+        # output_path is handed to the container's user; a denial there is not a root-only image file
+        "PermissionError: [Errno 13] Permission denied: '/mlcube_io1/case.nii.gz'",
+        "",
+    ],
+)
+def test_diagnose_stays_silent_on_unknown_failures(log: str) -> None:
+    assert explain_failure(log, FIDELITY) is None
+
+
+def test_diagnose_reads_the_log_from_its_end() -> None:
+    """A warning the cube survived must not hide the error that killed it; works on ' | '-joined tails too."""
+    log = " | ".join(
+        [
+            "$ docker run --rm --init --read-only --tmpfs=/tmp:rw,size=67108864 img infer --data_path=/mlcube_io0",
+            "warning: cannot write cache: OSError: [Errno 30] Read-only file system: '/root/.cache/x'",
+            "PermissionError: [Errno 13] Permission denied: '/opt/model/ckpt.pth'",
+        ]
+    )
+    hint = explain_failure(log, FIDELITY)
+    assert hint is not None and hint.startswith("/opt/model/ckpt.pth: a file in the image is readable only by root")
+
+
+def test_diagnose_reports_the_tmpfs_size_it_was_given() -> None:
+    hint = explain_failure("OSError: [Errno 28] No space left on device", Isolation(tmpfs_bytes=16 << 20))
+    assert hint is not None and "16 MiB" in hint
+
+
+# ---------------------------------------------------------------- docker: fixtures and helpers
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_leftover_containers() -> Iterator[None]:
+    """After this module, no container it created may remain (ran, failed, timed out or interrupted)."""
+    yield
+    if not docker_available():
+        return
+    import docker
+
+    client = docker.from_env()
+    try:
+        left = client.containers.list(all=True, filters={"label": "fedsim"})
+        mine = [c.name for c in left if c.labels.get("fedsim.run") == RUN]
+    finally:
+        client.close()
+    assert mine == [], f"containers left behind: {mine}"
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[RuntimePool]:
+    """One docker runtime for the module; every fixture cube is (re)built once, sharing the python3 layer."""
+    pool = RuntimePool()
+    runtime = pool.get("docker")
+    for name in [*CLASSIC, "hostile_read_labels"]:
+        runtime.images.build(load_cube(CUBE_DIRS / name), None)  # type: ignore[attr-defined]
+    yield pool
+    runtime.client.close()  # type: ignore[attr-defined]
+
+
+def _site(root: Path) -> Path:
+    """A site directory as a run lays it out: prepared cases (inputs only), labels beside them, logs."""
+    site = root / RUN / "sites" / "s"
+    for case in CASES:
+        (site / "prepared" / case).mkdir(parents=True)
+        for mod in ("t1", "t1ce", "t2", "flair"):
+            (site / "prepared" / case / f"{case}_brain_{mod}.nii.gz").write_bytes(b"not really nifti\n")
+    (site / "labels").mkdir()
+    for case in CASES:
+        (site / "labels" / f"{case}_final_seg.nii.gz").write_bytes(b"secret\n")
+    return site
+
+
+def _job(cube: str, site: Path, *, runtime: str = "singularity", timeout_s: float = 60) -> Job:
+    return Job(
+        site="s",
+        name=f"infer.{cube}",
+        kind=JobKind.INFER,
+        cube=load_cube(CUBE_DIRS / cube),
+        task="infer",
+        paths=(("data_path", site / "prepared"), ("output_path", site / "predictions" / cube)),
+        runtime=runtime,
+        limits=JobLimits(timeout_s=timeout_s),
+        log_path=site / "logs" / f"infer.{cube}.log",
+        workdir=site / "work" / f"infer.{cube}",
+        model=cube,
+        untrusted=True,
+        cases_dir=site / "prepared",
+        clean_outputs=(site / "predictions" / cube,),
+    )
+
+
+def run_plain_docker(client: Any, cube: str, site: Path) -> tuple[int, str, Path]:
+    """``docker run`` with default settings (root, image WORKDIR, writable image), no network, MLCube mounts."""
+    from docker.types import Mount
+
+    out = site / "predictions" / cube
+    out.mkdir(parents=True, exist_ok=True)
+    spec = load_cube(CUBE_DIRS / cube)
+    inv = bind(spec, "infer", {"data_path": site / "prepared", "output_path": out}, only=MODEL_PARAMETERS)
+    mounts, args = container_mounts(inv)
+    assert spec.docker is not None
+    container = client.containers.create(
+        spec.docker.image,
+        ["infer", *args],
+        mounts=[Mount(m.container_path, str(m.host_path), type="bind", read_only=m.read_only) for m in mounts],
+        network_mode="none",
+        labels={"fedsim": "1", "fedsim.run": RUN},
+    )
+    try:
+        container.start()
+        code = int(container.wait(timeout=120)["StatusCode"])
+        return code, container.logs().decode("utf-8", "replace"), out
+    finally:
+        container.remove(force=True)
+
+
+def _tail_keeps_the_end() -> bool:
+    """Whether the pipeline hands diagnose the *end* of a log whose first line (the docker argv) is long."""
+    from fedsim.pipeline import execute
+
+    tail = getattr(execute, "_tail", None)
+    if tail is None:
+        return True
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "job.log"
+        log.write_text("$ docker run " + "--volume=/x:/y " * 40 + "\nOSError: [Errno 28] No space left on device\n")
+        return "No space left" in tail(log, lines=40)
+
+
+# Known bug (reported to the lead): execute._tail keeps the *first* 300 characters of the last 40 lines, so
+# the long '$ docker run' line at the top of a short log hides the error. Strict: this flips once it is fixed.
+pipeline_tail_bug = pytest.mark.xfail(
+    not _tail_keeps_the_end(),
+    reason="fedsim.pipeline.execute._tail truncates the head of the tail: diagnose never sees the error",
+    strict=True,
+)
+
+needs_fallback = pytest.mark.skipif(
+    singularity_binary() is not None, reason="a real singularity is installed: runtime 'singularity' would use it"
+)
+
+
+# ---------------------------------------------------------------- docker: the classic failures
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("cube", list(CLASSIC))
+def test_classic_cube_works_under_plain_docker(pool: RuntimePool, tmp_path: Path, cube: str) -> None:
+    """The bug is invisible to the submitter: ``docker run`` as root with the image's defaults succeeds."""
+    site = _site(tmp_path)
+    code, log, out = run_plain_docker(pool.get("docker").client, cube, site)  # type: ignore[attr-defined]
+    assert code == 0, log
+    assert sorted(p.name for p in out.iterdir()) == [f"{c}.txt" for c in CASES]
+
+
+@pytest.mark.docker
+@needs_fallback
+@pipeline_tail_bug
+@pytest.mark.parametrize("cube", list(CLASSIC))
+def test_classic_cube_fails_in_fidelity_mode_with_cause_and_fix(pool: RuntimePool, tmp_path: Path, cube: str) -> None:
+    """Runtime 'singularity' without the binary falls back to docker's fidelity mode and catches the bug."""
+    site = _site(tmp_path)
+    result = execute_job(_job(cube, site), pool)
+    assert result.runtime == "docker"
+    assert result.status is JobStatus.FAILED, result.reason
+    assert result.exit_code not in (0, None)
+    assert "\n" not in result.reason
+    assert CLASSIC[cube] in result.reason, result.reason
+    assert f"exited with code {result.exit_code}" in result.reason
+    assert list((site / "predictions" / cube).iterdir()) == []
+
+
+@pytest.mark.docker
+def test_write_outside_hits_the_64_mib_tmpfs(pool: RuntimePool, tmp_path: Path) -> None:
+    """Driving the runtime directly: the scratch file dies with ENOSPC at /tmp's 64 MiB, not at the disk."""
+    site = _site(tmp_path)
+    out = site / "predictions" / "x"
+    inv = bind(
+        load_cube(CUBE_DIRS / "fidelity_write_outside"),
+        "infer",
+        {"data_path": site / "prepared", "output_path": out},
+        isolation=FIDELITY,
+        only=MODEL_PARAMETERS,
+        labels={"fedsim.run": RUN},
+    )
+    inv.create_outputs()
+    log = site / "logs" / "direct.log"
+    handle = pool.get("docker").launch(inv, log, site / "work")
+    try:
+        outcome = supervise(handle, [DeadlineGuard(60)])
+    finally:
+        handle.cleanup()
+    text = log.read_text()
+    assert outcome.exit_code == 1 and outcome.violation is None
+    assert "No space left on device" in text and "wrote 100 MiB" not in text
+    assert explain_failure(text, inv.isolation) == explain_failure("[Errno 28] No space left on device", FIDELITY)
+
+
+@pytest.mark.docker
+@needs_fallback
+def test_fidelity_mode_does_not_break_an_honest_cube(pool: RuntimePool, tmp_path: Path) -> None:
+    """A cube that reads its inputs and writes only to output_path succeeds under the same constraints."""
+    site = _site(tmp_path)
+    result = execute_job(_job("hostile_read_labels", site), pool)
+    assert result.status is JobStatus.SUCCEEDED, result.reason
+    out = site / "predictions" / "hostile_read_labels"
+    assert sorted(p.name for p in out.iterdir()) == [f"{c}.txt" for c in CASES]
+    assert all(p.stat().st_uid == os.getuid() for p in out.iterdir())  # handed back to the invoking user
