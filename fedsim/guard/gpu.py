@@ -161,7 +161,7 @@ class GpuSampler:
         except psutil.Error:
             self._owner.pop(pid, None)
             return None
-        if cached is not None and cached[0] == created:
+        if cached is not None and cached[0] == created and cached[1] is not None:
             self._owner[pid] = (created, cached[1], now)
             return cached[1] if cached[1] in candidates else None
         owner: GpuWatch | None = None

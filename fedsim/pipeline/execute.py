@@ -37,7 +37,8 @@ def _clean(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
 
 
-def _tail(path: Path, lines: int = 1) -> str:
+def _tail(path: Path, lines: int = 1, max_chars: int = 300) -> str:
+    """The last ``lines`` lines of a job log (the runtime's own ``$ command`` lines left out)."""
     try:
         with open(path, "rb") as fh:
             fh.seek(0, 2)
@@ -46,8 +47,8 @@ def _tail(path: Path, lines: int = 1) -> str:
             text = fh.read().decode("utf-8", "replace")
     except OSError:
         return ""
-    kept = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return " | ".join(kept[-lines:])[:300]
+    kept = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("$ ")]
+    return " | ".join(kept[-lines:])[-max_chars:]
 
 
 def execute_job(
@@ -123,7 +124,7 @@ def execute_job(
         result.status = JobStatus.FAILED
         last = _tail(job.log_path)
         result.reason = f"exited with code {outcome.exit_code}" + (f": {last}" if last else "")
-        hint = explain_failure(_tail(job.log_path, lines=40), inv.isolation)
+        hint = explain_failure(_tail(job.log_path, lines=40, max_chars=4000), inv.isolation)
         if hint:
             result.reason = f"{hint} ({result.reason})"
     return result

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import threading
 import time
 from pathlib import Path
@@ -135,7 +136,7 @@ class DockerRuntime(Runtime):
             kwargs["device_requests"] = [DeviceRequest(device_ids=cfg["gpu_device_ids"], capabilities=[["gpu"]])]
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "a", encoding="utf-8") as fh:
-            fh.write("$ " + " ".join(docker_argv(cfg)) + "\n")
+            fh.write("$ " + shlex.join(docker_argv(cfg)) + "\n")
         try:
             container = self.client.containers.create(**kwargs)
         except docker.errors.DockerException as exc:

@@ -49,6 +49,11 @@ class FakeNvml(NvmlBackend):
             self._scripts[uuid] = fn
             self._t0 = time.monotonic()
 
+    def clear_script(self, uuid: str) -> None:
+        """Back to the static process list."""
+        with self._lock:
+            self._scripts.pop(uuid, None)
+
     def processes(self, uuid: str) -> list[GpuProcess]:
         with self._lock:
             self.calls += 1
