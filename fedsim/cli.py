@@ -190,6 +190,12 @@ def rank_cmd(
         out.print(f"wrote {path}")
 
 
+# Command groups that live beside their feature: each module exposes ``register(app)`` and imports its heavy
+# dependencies inside the command functions, so ``fedsim --help`` stays fast. One line per feature below.
+# --- feature commands ---
+# --- end feature commands ---
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: turn fedsim's own errors into one line and a non-zero exit."""
     try:

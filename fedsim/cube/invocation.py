@@ -45,7 +45,8 @@ class Isolation:
     singularity_fidelity: bool = False
     ram_bytes: int | None = None
     pids_limit: int = 4096
-    tmpfs_bytes: int = 64 * 1024 * 1024
+    tmpfs_bytes: int = 64 * 1024 * 1024  # /tmp under singularity fidelity (a hospital's writable tmpfs)
+    untrusted_tmpfs_bytes: int = 1024 * 1024 * 1024  # /tmp of other untrusted containers; counts as RAM
     base_image: str | None = None
 
 

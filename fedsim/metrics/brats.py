@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from fedsim.metrics.hausdorff import PAD, bounding_box, crop_padded, hd95_ringed, union_box
+from fedsim.metrics.hausdorff import PAD, crop_padded, hd95_ringed, nonzero_box
 
 BRATS2021_REGIONS: dict[str, tuple[int, ...]] = {"ET": (4,), "TC": (1, 4), "WT": (1, 2, 4)}
 # CaPTk writes the diagonal of the 240x240x155 volume when exactly one of the two masks is empty.
@@ -58,17 +58,18 @@ def encode_regions(labels: np.ndarray, regions: Mapping[str, Sequence[int]]) -> 
 
 
 def _region_masks(labels: np.ndarray, regions: Mapping[str, Sequence[int]]) -> list[np.ndarray]:
-    """One boolean mask per region of a (cropped) label volume."""
-    if labels.dtype == bool:
-        labels = labels.view(np.uint8)
-    if labels.dtype == np.uint8:
-        out = []
-        for values in regions.values():
-            lut = np.zeros(256, dtype=bool)
-            lut[[v for v in values if 0 <= v <= 255]] = True
-            out.append(lut[labels])
-        return out
-    return [np.isin(labels, list(values)) for values in regions.values()]
+    """One boolean mask per region of a (cropped) label volume (equality tests beat a lookup table)."""
+    lo, hi = (
+        (np.iinfo(labels.dtype).min, np.iinfo(labels.dtype).max) if labels.dtype.kind in "iu" else (-np.inf, np.inf)
+    )
+    out = []
+    for values in regions.values():
+        mask = np.zeros(labels.shape, dtype=bool)
+        for v in values:
+            if lo <= v <= hi:  # a value the dtype cannot hold matches nothing
+                mask |= labels == v
+        out.append(mask)
+    return out
 
 
 def _ratio(num: int, den: int) -> float:
@@ -103,7 +104,7 @@ def region_metrics(a: np.ndarray, b: np.ndarray, n_voxels: int) -> tuple[dict[st
             "Specificity": spec,
             "Precision": 0.0 if n_pred else float("nan"),
         }, counts
-    box = union_box(bounding_box(a), bounding_box(b))
+    box = nonzero_box(a, b)
     assert box is not None
     grown = tuple(slice(s.start - PAD, s.stop + PAD) for s in box)  # the ring is inside the crop
     if any(g.start > 0 or g.stop < n for g, n in zip(grown, a.shape, strict=True)):
@@ -135,10 +136,7 @@ def case_metrics(
     if pred is None or np.shape(pred) != truth.shape:
         return penalty_row(n_voxels, regions)
     pred = np.asarray(pred)
-    if pred.dtype.kind in "biu" and truth.dtype.kind in "biu":
-        box = bounding_box(pred | truth)  # one pass over the volume for both
-    else:
-        box = union_box(bounding_box(pred != 0), bounding_box(truth != 0))
+    box = nonzero_box(pred, truth)
     if box is None:
         masks_p = masks_t = [np.zeros((1,) * truth.ndim, dtype=bool)] * len(regions)
     else:

@@ -25,7 +25,6 @@ surfaces) is used and the rest go to the k-d tree.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from functools import lru_cache
@@ -38,6 +37,8 @@ _CROSS = ndimage.generate_binary_structure(3, 1)
 # Background ring around every crop: one voxel for the erosion, two for the shell lookups.
 PAD = 2
 _PERCENTILE = 95
+# Second stage of the shell search: squared distances up to (reach + 1)^2 - 1 = 35.
+_FAR_REACH = 5
 
 
 def _any_along(mask: np.ndarray, axis: int | tuple[int, ...]) -> np.ndarray:
@@ -50,15 +51,43 @@ def _any_along(mask: np.ndarray, axis: int | tuple[int, ...]) -> np.ndarray:
 
 def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
     """Tight slices around the non-zero voxels of ``mask``; None when it is empty."""
-    if mask.ndim == 3 and mask.flags.f_contiguous and not mask.flags.c_contiguous:
-        box = bounding_box(mask.T)  # NIfTI volumes are Fortran-ordered: reduce along the slow axes
+    return nonzero_box(mask)
+
+
+def nonzero_box(*arrays: np.ndarray) -> tuple[slice, ...] | None:
+    """Tight slices around the voxels that are non-zero in any of ``arrays`` (equal shapes); None if none is.
+
+    In 3-D: one OR-reduction along the slowest axis gives the box's extent along the other two; a second one,
+    over that extent only, gives the first axis. Fortran-ordered volumes (NIfTI) are handled transposed.
+    """
+    if not arrays:
+        raise ValueError("nonzero_box needs at least one array")
+    ndim = arrays[0].ndim
+    if ndim == 3 and all(a.flags.f_contiguous and not a.flags.c_contiguous for a in arrays):
+        box = nonzero_box(*(a.T for a in arrays))
         return None if box is None else box[::-1]
-    if mask.ndim != 3:
-        projections = [_any_along(mask, tuple(a for a in range(mask.ndim) if a != ax)) for ax in range(mask.ndim)]
-    else:  # two reductions over the slow axes instead of one along the contiguous one
-        plane0 = _any_along(mask, 0)  # (y, z)
-        plane1 = _any_along(mask, 1)  # (x, z)
-        projections = [plane1.any(axis=1), plane0.any(axis=1), plane0.any(axis=0)]
+    if ndim != 3:
+        projections = []
+        for ax in range(ndim):
+            others = tuple(o for o in range(ndim) if o != ax)
+            projections.append(np.logical_or.reduce([_any_along(a, others) for a in arrays]))
+        return _slices(projections)
+    plane = _any_along(arrays[0], 0)
+    for a in arrays[1:]:
+        plane |= _any_along(a, 0)
+    yz = _slices([plane.any(axis=1), plane.any(axis=0)])
+    if yz is None:
+        return None
+    sub = (slice(None), *yz)
+    xs = _any_along(arrays[0][sub], 1).any(axis=1)
+    for a in arrays[1:]:
+        xs |= _any_along(a[sub], 1).any(axis=1)
+    x = _slices([xs])
+    assert x is not None
+    return (*x, *yz)
+
+
+def _slices(projections: Sequence[np.ndarray]) -> tuple[slice, ...] | None:
     slices: list[slice] = []
     for proj in projections:
         hit = np.flatnonzero(proj)
@@ -113,32 +142,30 @@ def _ringed_surface(mask: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=16)
-def _shells(shape: tuple[int, ...], reach: int) -> tuple[tuple[int, np.ndarray], ...]:
-    """(squared distance, flat offsets) for every complete shell reachable with components in [-reach, reach]."""
-    strides = np.cumprod((*shape[1:], 1)[::-1])[::-1]
-    by_d2: dict[int, list[int]] = {}
-    for off in itertools.product(range(-reach, reach + 1), repeat=len(shape)):
-        d2 = sum(o * o for o in off)
-        if d2 <= reach * reach + 2 * reach:  # below (reach+1)^2: complete shells only
-            by_d2.setdefault(d2, []).append(int(np.dot(off, strides)))
-    return tuple((d2, np.asarray(by_d2[d2], dtype=np.intp)) for d2 in sorted(by_d2))
+def _shell_table(ndim: int, reach: int, above: int) -> tuple[tuple[float, np.ndarray], ...]:
+    """(distance, integer offset vectors) of every complete shell of squared distance in
+    (``above``, (reach+1)^2), i.e. reachable with every offset component in [-reach, reach]."""
+    grid = np.stack(np.meshgrid(*[np.arange(-reach, reach + 1)] * ndim, indexing="ij"), axis=-1).reshape(-1, ndim)
+    d2 = (grid * grid).sum(axis=1)
+    out = []
+    for value in np.unique(d2):
+        if above < value <= reach * reach + 2 * reach:
+            # math.sqrt of an integer is correctly rounded: the very value distance_transform_edt produces
+            out.append((math.sqrt(int(value)), grid[d2 == value]))
+    return tuple(out)
 
 
-def _shell_search(
-    query: np.ndarray, target: np.ndarray, shells: Sequence[tuple[int, np.ndarray]]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Squared distance of each flat ``query`` index to the nearest True of the flat ``target`` within the
-    shells (-1 where none is), and the positions of those unresolved queries."""
-    d2 = np.full(query.size, -1, dtype=np.int64)
-    todo = np.arange(query.size)
-    for s, offs in shells:
-        if todo.size == 0:
-            break
-        q = query[todo]
-        hit = target[q] if offs.size == 1 and offs[0] == 0 else target[q[:, None] + offs].any(axis=1)
-        d2[todo[hit]] = s
-        todo = todo[~hit]
-    return d2, todo
+def _shells(shape: tuple[int, ...], reach: int, above: int = -1) -> list[tuple[float, np.ndarray]]:
+    """:func:`_shell_table` with the offsets as flat offsets into a C-ordered array of ``shape``."""
+    strides = np.cumprod((*shape[1:], 1)[::-1])[::-1].astype(np.intp)
+    return [(d, vecs @ strides) for d, vecs in _shell_table(len(shape), reach, above)]
+
+
+def _hits(query: np.ndarray, target: np.ndarray, offs: np.ndarray) -> np.ndarray:
+    """Which flat ``query`` indices have a True of the flat ``target`` at one of the flat offsets."""
+    if offs.size == 1:
+        return target[query + offs[0]]
+    return target[offs[:, None] + query].any(axis=0)  # (offsets, queries): OR across rows is the fast way
 
 
 def _tree_distances(
@@ -150,48 +177,58 @@ def _tree_distances(
     if scale is not None:
         q *= scale
         r *= scale
-    return np.asarray(cKDTree(r).query(q, k=1)[0], dtype=np.float64)
+    tree = cKDTree(r, leafsize=32, balanced_tree=False, compact_nodes=False)  # cheapest to build and query here
+    return np.asarray(tree.query(q, k=1)[0], dtype=np.float64)
 
 
 def _both_directions(
     ca: np.ndarray, cb: np.ndarray, voxelspacing: Sequence[float] | None, need_all: bool
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Directed surface distances A→B and B→A of two ringed crops (C order of each surface, as MedPy's
-    boolean index gives them). Unmeasured entries (only when ``need_all`` is False and the percentile does not
-    need them) hold +inf; the third value is how many entries are finite."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Directed surface distances A→B and B→A of two ringed crops, each in C order of its surface (as MedPy's
+    boolean index gives them). Unless ``need_all``, entries the 95th percentile cannot depend on are left at
+    +inf: each of them is larger than every finite entry."""
     sa = _ringed_surface(ca)
     sb = _ringed_surface(cb)
-    ia = np.flatnonzero(sa)
-    ib = np.flatnonzero(sb)
-    fa = sa.ravel()
-    fb = sb.ravel()
+    idx = [np.flatnonzero(sa), np.flatnonzero(sb)]
+    flat = [sb.ravel(), sa.ravel()]  # direction k looks for the other surface
+    dist = [np.full(i.size, np.inf) for i in idx]
+    todo = [np.arange(i.size) for i in idx]
     scale = None if voxelspacing is None else np.asarray(voxelspacing, dtype=np.float64)
-    reach = min(PAD, *(n // 2 for n in ca.shape))
-    shells = _shells(ca.shape, reach)
-    if scale is not None:
-        shells = shells[:1]  # only "on both surfaces" (distance 0) keeps its meaning
-    d2_ab, todo_ab = _shell_search(ia, fb, shells)
-    d2_ba, todo_ba = _shell_search(ib, fa, shells)
-    # exactly what the EDT gives: the correctly rounded sqrt of an integer (unresolved -1s are overwritten)
-    d_ab = np.sqrt(np.maximum(d2_ab, 0).astype(np.float64))
-    d_ba = np.sqrt(np.maximum(d2_ba, 0).astype(np.float64))
-    n = d_ab.size + d_ba.size
-    resolved = n - todo_ab.size - todo_ba.size
-    if scale is None and not need_all:
-        h = (n - 1) * (_PERCENTILE / 100.0)
-        # highest order statistic np.percentile reads (floor(h) + 1), plus one against rounding in h
-        needed = min(math.floor(h) + 2, n - 1)
-        need_all = needed >= resolved
-    if need_all or scale is not None:
-        if todo_ab.size:
-            d_ab[todo_ab] = _tree_distances(ia[todo_ab], ib, ca.shape, scale)
-        if todo_ba.size:
-            d_ba[todo_ba] = _tree_distances(ib[todo_ba], ia, ca.shape, scale)
-        resolved = n
-    else:
-        d_ab[todo_ab] = np.inf
-        d_ba[todo_ba] = np.inf
-    return d_ab, d_ba, resolved
+    exact = need_all or scale is not None
+    n = idx[0].size + idx[1].size
+    # highest order statistic np.percentile reads is floor(h) + 1; one more against rounding in h
+    needed = n if exact else min(math.floor((n - 1) * (_PERCENTILE / 100.0)) + 2, n - 1)
+    resolved = 0
+
+    def search(
+        shells: Sequence[tuple[float, np.ndarray]], queries: list[np.ndarray], targets: list[np.ndarray]
+    ) -> bool:
+        nonlocal resolved
+        for d, offs in shells:
+            for k in (0, 1):
+                if todo[k].size:
+                    hit = _hits(queries[k][todo[k]], targets[k], offs)
+                    dist[k][todo[k][hit]] = d
+                    resolved += int(np.count_nonzero(hit))
+                    todo[k] = todo[k][~hit]
+            if resolved > needed or not (todo[0].size or todo[1].size):
+                return True
+        return False
+
+    near = _shells(ca.shape, PAD)
+    done = search(near[:1] if scale is not None else near, idx, flat)
+    if not done and not exact:
+        # farther shells on copies of the surfaces with a wider background ring
+        extra = _FAR_REACH - PAD
+        shape = tuple(s + 2 * extra for s in ca.shape)
+        moved = [np.ravel_multi_index(tuple(c + extra for c in np.unravel_index(i, ca.shape)), shape) for i in idx]
+        wide = [np.pad(sb, extra).ravel(), np.pad(sa, extra).ravel()]
+        done = search(_shells(shape, _FAR_REACH, above=PAD * PAD + 2 * PAD), moved, wide)
+    if not done:
+        for k in (0, 1):
+            if todo[k].size:
+                dist[k][todo[k]] = _tree_distances(idx[k][todo[k]], idx[1 - k], ca.shape, scale)
+    return dist[0], dist[1]
 
 
 def surface_distances(
@@ -207,8 +244,7 @@ def surface_distances(
     if box is None or not (a.any() and b.any()):
         raise ValueError("surface distances need two non-empty masks")
     ca, cb = padded_crop(a, b, box)
-    d_ab, d_ba, _ = _both_directions(ca, cb, voxelspacing, need_all=True)
-    return d_ab, d_ba
+    return _both_directions(ca, cb, voxelspacing, need_all=True)
 
 
 def hd95(a: np.ndarray, b: np.ndarray, voxelspacing: Sequence[float] | None = None) -> float:
@@ -234,7 +270,7 @@ def hd95_in_box(
 
 def hd95_ringed(ca: np.ndarray, cb: np.ndarray, voxelspacing: Sequence[float] | None = None) -> float:
     """HD95 of two non-empty, C-contiguous boolean crops that carry a background ring of :data:`PAD` voxels."""
-    d_ab, d_ba, _ = _both_directions(ca, cb, voxelspacing, need_all=False)
+    d_ab, d_ba = _both_directions(ca, cb, voxelspacing, need_all=False)
     return float(np.percentile(np.concatenate((d_ab, d_ba)), _PERCENTILE))
 
 

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import ndimage
 
 from fedsim.metrics.brats import HD95_PENALTY, case_metrics, encode_regions, penalty_row
-from fedsim.metrics.hausdorff import bounding_box, hd95_in_box, union_box
+from fedsim.metrics.hausdorff import bounding_box, hd95_in_box, nonzero_box, union_box
 
 BRATS2023_REGIONS: dict[str, tuple[int, ...]] = {"ET": (3,), "TC": (1, 3), "WT": (1, 2, 3)}
 DEFAULTS: dict[str, Any] = {"dilation_iterations": 3, "min_lesion_size": 50, "labels": BRATS2023_REGIONS}
@@ -143,7 +143,7 @@ def lesionwise_metrics(
     assert pred is not None
     pred = np.asarray(pred)
     row.update(case_metrics(pred, truth, regions))
-    box = union_box(bounding_box(pred != 0), bounding_box(truth != 0))
+    box = nonzero_box(pred, truth)
     if box is not None:
         # grow by the dilation reach, clipped to the volume (the reference's dilation stops at its edge)
         g = dil + 1

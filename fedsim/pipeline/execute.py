@@ -14,6 +14,7 @@ from pathlib import Path
 from fedsim.cube import Isolation, bind
 from fedsim.errors import FedsimError
 from fedsim.guard import DeadlineGuard, Guard, RamGuard, supervise
+from fedsim.guard.disk import OutputSizeGuard
 from fedsim.guard.gpu import GpuMemoryGuard, GpuSampler
 from fedsim.pipeline.diagnose import explain_failure
 from fedsim.pipeline.job import Job, JobKind, JobResult, JobStatus
@@ -103,6 +104,9 @@ def execute_job(
     guards: list[Guard] = [DeadlineGuard(job.limits.deadline_s(num_cases))]
     if not runtime.capabilities.enforces_memory_limit:
         guards.append(RamGuard(job.limits.ram_bytes))
+    if job.limits.output_bytes_per_case is not None:
+        outputs = tuple(p.host_path for p in inv.parameters if p.io == "output" and p.type == "directory")
+        guards.append(OutputSizeGuard(outputs, job.limits.output_bytes_per_case * max(1, num_cases)))
     if gpu_sampler is not None and job.gpu_ids:
         guards.append(GpuMemoryGuard(gpu_sampler, job.gpu_ids, job.limits.gpu_memory_bytes))
     try:

@@ -26,6 +26,7 @@ class JobStatus(str, Enum):
     TIMEOUT = "timeout"
     RAM_EXCEEDED = "ram_exceeded"
     GPU_MEMORY_EXCEEDED = "gpu_memory_exceeded"
+    OUTPUT_EXCEEDED = "output_exceeded"
     SKIPPED = "skipped"
     INTERRUPTED = "interrupted"
 
@@ -43,6 +44,7 @@ class JobLimits:
     ram_bytes: int | None = None
     gpu_memory_bytes: int | None = None
     gpus: int = 0
+    output_bytes_per_case: int | None = None  # models: a cap on what they may write into output_path
 
     def deadline_s(self, num_cases: int) -> float:
         if self.timeout_per_case_s is not None:

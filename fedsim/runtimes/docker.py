@@ -60,6 +60,9 @@ def container_config(inv: Invocation, image: str, user: tuple[int, int]) -> dict
         cfg["cap_drop"] = ["ALL"]
         cfg["security_opt"] = ["no-new-privileges"]
         cfg["pids_limit"] = iso.pids_limit
+        # no unbounded writable layer: the image is read-only and /tmp is a tmpfs charged to the memory cgroup
+        cfg["read_only"] = True
+        cfg["tmpfs"] = {"/tmp": f"rw,nosuid,nodev,size={iso.untrusted_tmpfs_bytes},mode=1777"}
     if iso.singularity_fidelity:
         cfg["read_only"] = True
         cfg["tmpfs"] = {"/tmp": f"rw,nosuid,nodev,size={iso.tmpfs_bytes},mode=1777"}

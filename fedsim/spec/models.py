@@ -26,6 +26,9 @@ class ResourceLimits(_Frozen):
     timeout_per_case_s: PositiveFloat = 180.0
     gpu_memory_gb: PositiveFloat = 11.0
     ram_gb: PositiveFloat = 40.0
+    output_mb_per_case: PositiveFloat = Field(
+        200.0, description="what a model may write into output_path, per case (a FeTS prediction is ~1 MB)"
+    )
     task_timeout_s: PositiveFloat = Field(
         3600.0, description="wall-clock limit of the data-prep and metrics tasks (not submissions)"
     )

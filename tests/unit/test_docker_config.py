@@ -35,7 +35,9 @@ def test_model_cube_hardening(tmp_path: Path) -> None:
         (str(tmp_path / "out"), "/mlcube_io1", False),
     ]
     assert cfg["command"] == ["infer", "--data_path=/mlcube_io0", "--output_path=/mlcube_io1"]
-    assert "read_only" not in cfg
+    # no unbounded writable layer even outside fidelity mode: read-only image, /tmp a tmpfs charged as RAM
+    assert cfg["read_only"] is True and "size=1073741824" in cfg["tmpfs"]["/tmp"]
+    assert "working_dir" not in cfg  # only fidelity mode moves the working directory
 
 
 def test_singularity_fidelity_mode(tmp_path: Path) -> None:
