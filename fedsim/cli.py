@@ -64,9 +64,13 @@ def run_benchmark_cmd(
     run_id: Annotated[str | None, typer.Option("--run-id", help="name of the run directory")] = None,
     model: Annotated[list[str] | None, typer.Option("--model", help="only run these models (repeatable)")] = None,
     max_sites: Annotated[int | None, typer.Option("--max-sites", help="sites running at once (default: CPUs)")] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option("--resume", help="continue an interrupted run (its id in --runs-dir); finished jobs are kept"),
+    ] = None,
 ) -> None:
     """Run every site's data prep, every model's inference and the metrics, then rank the models."""
-    from fedsim.pipeline.run import RunOptions, prepare_run, run_benchmark
+    from fedsim.pipeline.run import RunOptions, prepare_run, resume_options, run_benchmark
     from fedsim.report.console import RunProgress, final_table, ranking_table
 
     if runtime is not None and runtime not in {"auto", "local", "docker", "singularity"}:
@@ -79,8 +83,9 @@ def run_benchmark_cmd(
         run_id=run_id,
         models=tuple(model or ()),
         max_sites=max_sites,
+        resume=resume,
     )
-    bench, site_specs, _ = prepare_run(options)  # validate everything before printing anything
+    bench, site_specs, _ = prepare_run(resume_options(options) if resume else options)  # validate first
     out.print(
         f"benchmark [bold]{bench.name}[/]: {len(site_specs)} sites × {len(bench.models)} models "
         f"({', '.join(m.name for m in bench.models)})"
@@ -107,7 +112,11 @@ def run_benchmark_cmd(
         out.print(f"[yellow]{r.site}/{r.name}[/]: {r.status.value} — {r.reason}", highlight=False, soft_wrap=True)
     out.print(f"results: {report.run.root}  ({report.duration_s:.1f}s)")
     if report.interrupted:
-        err.print(f"run interrupted; finished work is in {report.run.root}")
+        err.print(
+            f"run interrupted; finished work is kept in {report.run.root}. Resume with: "
+            f"fedsim run benchmark --resume {report.run.run_id} --runs-dir {runs_dir}",
+            soft_wrap=True,
+        )
         raise typer.Exit(130)
 
 

@@ -5,19 +5,22 @@ The same ``execute_job`` runs under every executor; executors only decide where 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import threading
 import time
 import traceback
 from pathlib import Path
 
-from fedsim.cube import Isolation, bind
+from fedsim.cube import Invocation, Isolation, bind
 from fedsim.errors import FedsimError
 from fedsim.guard import DeadlineGuard, Guard, RamGuard, supervise
 from fedsim.guard.disk import OutputSizeGuard
 from fedsim.guard.gpu import GpuMemoryGuard, GpuSampler
 from fedsim.pipeline.diagnose import explain_failure
 from fedsim.pipeline.job import Job, JobKind, JobResult, JobStatus
+from fedsim.runtimes.orphans import TOKEN_VAR, job_token
 from fedsim.runtimes.select import RuntimePool, runtime_for
 
 MODEL_PARAMETERS = {"data_path", "output_path"}
@@ -36,6 +39,23 @@ def _clean(path: Path) -> None:
     elif path.exists() or path.is_symlink():
         path.unlink()
     path.mkdir(parents=True, exist_ok=True)
+
+
+def _flush_outputs(inv: Invocation) -> None:
+    """fsync what the job wrote, so that "done" in the ledger implies the outputs survive a crash."""
+    for p in inv.parameters:
+        if p.io != "output":
+            continue
+        files = [p.host_path] if p.type == "file" else [f for f in p.host_path.rglob("*") if f.is_file()]
+        for f in files:
+            if f.is_symlink() or not f.is_file():
+                continue
+            with contextlib.suppress(OSError):
+                fd = os.open(f, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
 
 
 def _tail(path: Path, lines: int = 1, max_chars: int = 300) -> str:
@@ -70,6 +90,7 @@ def execute_job(
         runtime.prepare(job.cube, job.base_image)  # image build/pull: before the clock starts
         num_cases = count_cases(job.cases_dir)
         result.num_cases = num_cases if job.cases_dir is not None else None
+        run_id = job.run_id
         inv = bind(
             job.cube,
             job.task,
@@ -82,7 +103,8 @@ def execute_job(
             ),
             gpu_ids=job.gpu_ids,
             only=MODEL_PARAMETERS if job.kind is JobKind.INFER else None,
-            labels={"fedsim.job": job.key, "fedsim.run": job.log_path.parents[3].name},
+            labels={"fedsim.job": job.key, "fedsim.run": run_id},
+            env={TOKEN_VAR: job_token(run_id, job.key)},
         )
         inv.create_outputs()
         job.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,6 +146,7 @@ def execute_job(
         result.status, result.reason = JobStatus(outcome.violation.status), outcome.violation.reason
     elif outcome.exit_code == 0:
         result.status = JobStatus.SUCCEEDED
+        _flush_outputs(inv)
     else:
         result.status = JobStatus.FAILED
         last = _tail(job.log_path)

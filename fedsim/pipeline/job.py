@@ -72,6 +72,7 @@ class Job:
     clean_outputs: tuple[Path, ...] = ()
     base_image: str | None = None
     gpu_ids: tuple[str, ...] = ()  # assigned by the executor when the job starts
+    run_id: str = ""
 
     @property
     def key(self) -> str:
@@ -108,3 +109,10 @@ class JobResult:
         d = asdict(self)
         d["status"] = self.status.value
         return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobResult:
+        known = {f for f in cls.__dataclass_fields__}
+        values = {k: v for k, v in data.items() if k in known}
+        values["status"] = JobStatus(values["status"])
+        return cls(**values)

@@ -67,6 +67,7 @@ def plan_site(
             log_path=d.log(name),
             workdir=d.work / name,
             base_image=base_image,
+            run_id=run.run_id,
             **kw,  # type: ignore[arg-type]
         )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,10 @@ from fedsim.pipeline.job import Job, JobKind, JobResult, JobStatus
 from fedsim.pipeline.plan import Cubes, SitePlan, plan
 from fedsim.pipeline.scheduler import EventSink, run_all
 from fedsim.pipeline.sitedata import ensure_site_data, needs_synthesis
+from fedsim.runtimes.orphans import kill_orphans
 from fedsim.spec import BenchmarkSpec, SiteSpec, load_benchmark, load_sites
 from fedsim.store import RunDirectory, new_run_id, write_json_atomic, write_yaml_atomic
+from fedsim.store.ledger import Ledger
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class RunOptions:
     models: tuple[str, ...] = ()
     max_sites: int | None = None
     rank: bool = True
+    resume: str | None = None  # the id of an interrupted run in runs_dir to continue
 
 
 @dataclass
@@ -89,6 +92,11 @@ def write_config(run: RunDirectory, bench: BenchmarkSpec, sites: list[SiteSpec],
     write_yaml_atomic(run.config / "benchmark.yaml", _dump(bench))
     for s in sites:
         write_yaml_atomic(run.config / "sites" / f"{s.name}.yaml", _dump(s))
+    write_params(run, bench, plans)
+
+
+def write_params(run: RunDirectory, bench: BenchmarkSpec, plans: list[SitePlan]) -> None:
+    """The parameter files the data-prep and metrics cubes read at each site."""
     for p in plans:
         d = run.site(p.site.name)
         data = bench.data
@@ -178,6 +186,21 @@ def prepare_run(options: RunOptions) -> tuple[BenchmarkSpec, list[SiteSpec], Cub
     return bench, sites, load_cubes(bench)
 
 
+def resume_options(options: RunOptions) -> RunOptions:
+    """Options of a resumed run: the benchmark and sites exactly as the run recorded them."""
+    assert options.resume is not None
+    run = RunDirectory((options.runs_dir / options.resume).resolve())
+    if not (run.root / Ledger.FILE).is_file():
+        raise StoreError(f"no run {options.resume!r} to resume in {options.runs_dir} (no {Ledger.FILE} in {run.root})")
+    return replace(
+        options,
+        benchmark=run.config / "benchmark.yaml",
+        sites=(run.config / "sites",),
+        run_id=options.resume,
+        models=(),
+    )
+
+
 def run_benchmark(
     options: RunOptions,
     on_event: EventSink | None = None,
@@ -186,6 +209,8 @@ def run_benchmark(
     stop_event: threading.Event | None = None,
 ) -> RunReport:
     say = on_message or (lambda _msg: None)
+    if options.resume:
+        options = resume_options(options)
     bench, sites, cubes = prepare_run(options)
     executor = executor or LocalExecutor(options.max_sites)
     executor.check_sites(sites)
@@ -200,17 +225,33 @@ def run_benchmark(
         run.root.mkdir(parents=True, exist_ok=options.run_id is not None)
     except OSError as exc:
         raise StoreError(f"cannot create run directory {run.root}: {exc.strerror or exc}") from exc
+    ledger = Ledger(run.root / Ledger.FILE)
+    done: dict[str, JobResult] = {}
+    if options.resume:
+        procs, containers = kill_orphans(run_id)
+        if procs or containers:
+            say(f"killed {procs} leftover processes and {containers} containers of the interrupted run")
+        ledger.mark_unfinished("interrupted")
+        done = {k: JobResult.from_dict(r) for k, r in ledger.done().items()}
+        say(f"resuming run {run_id}: {len(done)} finished jobs are kept")
+    ledger.begin_run(run_id, bench.name)
     plans = plan(bench, raw, cubes, run, options.runtime)
-    write_config(run, bench, sites, plans)
+    if options.resume:
+        write_params(run, bench, plans)
+    else:
+        write_config(run, bench, sites, plans)
     stop = stop_event or threading.Event()
     started_wall, started = time.time(), time.monotonic()
     sink: EventSink = on_event or (lambda _k, _j, _r: None)
     report = RunReport(run, bench, sites, {})
     try:
         with executor:
-            report.results = run_all(plans, executor, sink, stop)
+            report.results = run_all(plans, executor, sink, stop, done, ledger)
     finally:
         report.interrupted = stop.is_set()
+        ledger.mark_unfinished("interrupted")
+        ledger.set_run_state(run_id, "interrupted" if report.interrupted else "completed")
+        ledger.close()
         report.duration_s = time.monotonic() - started
         if not report.results:
             report.results = {p.site.name: [] for p in plans}

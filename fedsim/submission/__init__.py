@@ -1,0 +1,13 @@
+"""Submission checks: ``fedsim check-submission`` for participants and ``fedsim dry-run`` for organisers.
+
+One module per job: :mod:`.static` (mlcube.yaml, Dockerfile, image), :mod:`.toydata` (the cases a check runs
+on), :mod:`.dynamic` (``infer`` under the federation's limits), :mod:`.outputs` (what it wrote),
+:mod:`.report` (checks, verdict, JSON), :mod:`.check` (one submission end to end), :mod:`.dryrun` (many,
+concurrently) and :mod:`.cli` (the two commands). Import-light: the heavy modules load on use.
+"""
+
+from __future__ import annotations
+
+from fedsim.submission.report import Check, CheckStatus, SubmissionReport
+
+__all__ = ["Check", "CheckStatus", "SubmissionReport"]

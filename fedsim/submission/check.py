@@ -1,0 +1,233 @@
+"""Check one submission end to end: static checks, image checks, the ``infer`` run, its outputs, metrics.
+
+Checks run from the cheapest to the most expensive and all of them run (every problem is listed), except that
+nothing runs once ``mlcube.yaml`` is unusable or the image does not build.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from fedsim.cube import CubeSpec, image_only_cube
+from fedsim.errors import RuntimeUnavailable, SpecError
+from fedsim.executors.base import Executor
+from fedsim.pipeline.job import JobStatus
+from fedsim.runtimes.select import RuntimePool, docker_available, singularity_binary
+from fedsim.submission import dynamic, image, outputs, static
+from fedsim.submission.options import RUNTIMES, CheckOptions
+from fedsim.submission.report import SubmissionReport, failed, passed, skipped
+from fedsim.submission.toydata import CheckData
+
+PhaseSink = Callable[[str, str], None]  # (submission, phase)
+GiB = 1024**3
+RAM_SHARE = 0.5  # a check never gets a memory limit above this share of the machine's RAM
+_IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
+METRIC_KEYS = ("Dice_ET", "Dice_TC", "Dice_WT", "Hausdorff95_ET", "Hausdorff95_TC", "Hausdorff95_WT")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A submission: an MLCube folder (``cube_dir``) or a bare image that follows the FeTS infer contract."""
+
+    name: str
+    spec: str
+    cube_dir: Path | None = None
+    image: str | None = None
+
+
+def resolve_target(spec: str, *, base: Path | None = None, name: str | None = None) -> Target:
+    """A path to an MLCube folder (or its ``mlcube.yaml``), else an image reference; anything else is an error."""
+    path = Path(spec).expanduser()
+    if base is not None and not path.is_absolute():
+        path = base / path
+    if path.exists():
+        cube_dir = path.parent if path.is_file() else path
+        if not (cube_dir / "mlcube.yaml").is_file():
+            raise SpecError("no mlcube.yaml in this folder", file=str(cube_dir), field="submission")
+        return Target(name or cube_dir.resolve().name, spec, cube_dir=cube_dir.resolve())
+    looks_like_path = spec.startswith((".", "/", "~")) or spec.endswith((".yaml", ".yml"))
+    if looks_like_path or not _IMAGE_REF.match(spec):
+        raise SpecError("no such MLCube folder (nor an image reference)", file=spec, field="submission")
+    short = spec.rsplit("/", 1)[-1]
+    return Target(name or re.sub(r"[^A-Za-z0-9_.-]", "_", short), spec, image=spec)
+
+
+def job_runtime(requested: str, cube: CubeSpec) -> str:
+    """The job's runtime: ``singularity`` (docker's fidelity mode without the binary) or ``local``."""
+    if requested not in RUNTIMES:
+        raise RuntimeUnavailable(f"unknown runtime {requested!r}; choose one of {', '.join(RUNTIMES)}")
+    if requested == "local":
+        return "local"
+    container_ok = cube.docker is not None and (docker_available() or singularity_binary() is not None)
+    if requested == "auto":
+        return "singularity" if container_ok else "local"
+    if not docker_available() and not (requested == "singularity" and singularity_binary()):
+        raise RuntimeUnavailable(f"--runtime {requested}: no Docker engine answers (use --runtime local)")
+    return "singularity"
+
+
+def _ram_gb(options: CheckOptions, report: SubmissionReport) -> float:
+    cap = RAM_SHARE * psutil.virtual_memory().total / GiB
+    if options.ram_gb <= cap:
+        return options.ram_gb
+    report.notes.append(
+        f"RAM limit lowered from {options.ram_gb:g} GB to {cap:.1f} GB: half of this machine's memory "
+        "(a larger limit could exhaust the host before the container's own limit acts)"
+    )
+    return cap
+
+
+def _copy_data(source: Path, target: Path) -> None:
+    """A private copy of the cases: the local runtime could otherwise write into the cache."""
+    shutil.copytree(source, target, symlinks=False)
+    for dirpath, _dirnames, filenames in os.walk(target):
+        os.chmod(dirpath, 0o755)
+        for n in filenames:
+            os.chmod(os.path.join(dirpath, n), 0o644)
+
+
+def _container_checks(
+    report: SubmissionReport, cube: CubeSpec, target: Target, options: CheckOptions, runtimes: RuntimePool, key: str
+) -> bool:
+    """Build the image, then the permission and size checks; False when the image does not build."""
+    from fedsim.runtimes.docker import container_user
+
+    runtime = runtimes.get("docker")
+    try:
+        tag = runtime.images.ensure(cube, options.base_image)  # type: ignore[attr-defined]
+    except RuntimeUnavailable as exc:
+        what = "pull or find" if target.image else "build"
+        report.checks.append(failed("build", f"cannot {what} the image: {exc}", "make `docker build` of the cube work"))
+        return False
+    client = runtime.client  # type: ignore[attr-defined]
+    attrs = client.images.get(tag).attrs
+    report.checks.append(passed("build", tag))
+    if target.image is not None:
+        cmd = image.config_command(attrs)
+        report.checks += [static.check_entrypoint(cmd), static.check_workdir(cmd, None)]
+    report.checks.append(image.permissions_check(client, tag, container_user(), {"fedsim.check": key}))
+    report.checks.append(image.size_check(attrs, options.max_image_gb))
+    return True
+
+
+def _metrics(report: SubmissionReport, predictions: Path, data: CheckData) -> None:
+    if data.labels_dir is None:
+        report.checks.append(skipped("metrics", "no labels given (--labels): nothing to score against"))
+        return
+    from fedsim.metrics import evaluate_dir
+
+    rows = evaluate_dir(predictions, data.labels_dir)
+    for key in METRIC_KEYS:
+        values = [float(r[key]) for r in rows.values() if r.get(key) is not None and r[key] == r[key]]
+        if values:
+            report.metrics[key] = sum(values) / len(values)
+    dice = ", ".join(f"{k[5:]} {report.metrics[k]:.3f}" for k in METRIC_KEYS[:3] if k in report.metrics)
+    report.checks.append(passed("metrics", f"mean Dice {dice} over {len(rows)} cases"))
+
+
+def check_submission(
+    target: Target,
+    options: CheckOptions,
+    data: CheckData,
+    executor: Executor,
+    *,
+    on_phase: PhaseSink | None = None,
+    stop_event: threading.Event | None = None,
+) -> SubmissionReport:
+    """Every check of one submission; job-level failures are in the report, fedsim's own errors raise."""
+    started = time.monotonic()
+    phase = on_phase or (lambda _n, _p: None)
+    report = SubmissionReport(
+        target.name, target.spec, limits=options.limits(), data=data.description, num_cases=len(data.cases)
+    )
+    phase(target.name, "static checks")
+    cube: CubeSpec | None
+    if target.image is not None:
+        cube = image_only_cube(target.name, target.image)
+        why = "a bare image: the FeTS infer contract (data_path, output_path) is assumed"
+        report.checks.append(skipped("mlcube", why))
+    else:
+        assert target.cube_dir is not None
+        cube, mlcube_check = static.load_mlcube(target.cube_dir)
+        report.checks.append(mlcube_check)
+        if mlcube_check.status.value == "failed" or cube is None:
+            report.checks.append(skipped("run", "mlcube.yaml is unusable"))
+            report.check_duration_s = time.monotonic() - started
+            return report
+        report.checks += static.dockerfile_checks(cube)
+
+    runtime = job_runtime(options.runtime, cube)
+    runtimes: RuntimePool = getattr(executor, "runtimes", None) or RuntimePool()
+    if runtime != "local" and docker_available():
+        phase(target.name, "building")
+        key = _key(target.name)
+        if not _container_checks(report, cube, target, options, runtimes, key):
+            report.check_duration_s = time.monotonic() - started
+            return report
+    else:
+        if target.image is not None:
+            raise RuntimeUnavailable(f"{target.spec} is an image: checking it needs a Docker engine")
+        why = "container-only check, not run: " + (
+            "the local runtime runs no image" if runtime == "local" else "no Docker engine answers"
+        )
+        report.checks += [skipped("image_permissions", why), skipped("image_size", why)]
+        key = _key(target.name)
+
+    root = (options.work_dir or Path(tempfile.gettempdir()) / "fedsim-checks").resolve() / key
+    layout = dynamic.RunLayout(root)
+    layout.sandbox.mkdir(parents=True, exist_ok=True)
+    layout.cwd.mkdir()
+    _copy_data(data.data_dir, layout.data)
+    data_before = outputs.snapshot(layout.data)
+    ram_gb = _ram_gb(options, report)
+    job = dynamic.make_job(cube, key, runtime, layout, options, ram_gb)
+    phase(target.name, "running")
+    result, probed = dynamic.run_check(job, executor, stop_event)
+    report.work_dir, report.log = str(root), result.log
+    report.runtime = result.runtime or runtime
+    if report.runtime == "docker" and runtime == "singularity":
+        report.runtime = "docker (singularity fidelity)"
+    if result.exit_code is not None or result.status is not JobStatus.FAILED:
+        report.duration_s = result.duration_s
+    report.peak_rss_bytes = result.peak_rss_bytes or probed
+    report.peak_gpu_memory_bytes = result.peak_gpu_memory_bytes
+    report.checks.append(dynamic.run_verdict(result, options, ram_gb))
+
+    phase(target.name, "validating")
+    ok = result.status is JobStatus.SUCCEEDED
+    if ok:
+        report.case_seconds = dynamic.case_seconds(layout.predictions, data.cases, time.time() - result.duration_s)
+        files_check, present = outputs.check_files(layout.predictions, data.cases)
+        report.checks.append(files_check)
+        report.checks += outputs.check_volumes(layout.predictions, layout.data, present)
+    else:
+        report.checks += [skipped(n, "the run failed") for n in ("output_files", "output_geometry", "output_labels")]
+    report.checks.append(
+        outputs.check_containment(layout.sandbox, {"predictions", "cwd"}, layout.data, data_before, runtime != "local")
+    )
+    if ok:
+        _metrics(report, layout.predictions, data)
+    else:
+        report.checks.append(skipped("metrics", "the run failed"))
+    if report.verdict == "PASS" and not options.keep:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(root)
+        report.work_dir = report.log = None
+    report.check_duration_s = time.monotonic() - started
+    return report
+
+
+def _key(name: str) -> str:
+    return f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)[:40]}-{secrets.token_hex(3)}"

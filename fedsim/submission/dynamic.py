@@ -1,0 +1,178 @@
+"""Run a submission's ``infer`` on the check's cases under the federation's limits, through the same
+``execute_job`` every benchmark job uses (deadline, RAM, output size and GPU guards; singularity fidelity).
+
+A job whose runtime is ``singularity`` runs on a real singularity when one is installed and otherwise on docker
+in singularity-fidelity mode (read-only image, 64 MiB /tmp, no HOME, cwd ``/``, non-root user).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from fedsim.cube import CubeSpec
+from fedsim.executors.base import Executor
+from fedsim.pipeline.job import Job, JobKind, JobLimits, JobResult, JobStatus
+from fedsim.submission.options import CheckOptions
+from fedsim.submission.report import Check, failed, passed
+
+GiB = 1024**3
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Where one check's job reads and writes. ``sandbox`` holds only ``predictions`` and ``cwd``."""
+
+    root: Path
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def sandbox(self) -> Path:
+        return self.root / "sandbox"
+
+    @property
+    def predictions(self) -> Path:
+        return self.sandbox / "predictions"
+
+    @property
+    def cwd(self) -> Path:
+        return self.sandbox / "cwd"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "logs" / "infer" / "job" / "infer.log"
+
+
+def make_job(cube: CubeSpec, key: str, runtime: str, layout: RunLayout, options: CheckOptions, ram_gb: float) -> Job:
+    """The infer job exactly as the planner builds one for a site (``site`` = the check's unique key)."""
+    limits = JobLimits(
+        timeout_per_case_s=options.timeout_per_case_s,
+        ram_bytes=int(ram_gb * GiB),
+        gpu_memory_bytes=int(options.gpu_memory_gb * GiB),
+        gpus=min(cube.platform.accelerator_count, 1),  # the federation lends one GPU
+        output_bytes_per_case=int(options.output_mb_per_case * 1024**2),
+    )
+    kwargs: dict[str, Any] = {
+        "site": key,
+        "name": "infer",
+        "kind": JobKind.INFER,
+        "cube": cube,
+        "task": "infer",
+        "paths": (("data_path", layout.data), ("output_path", layout.predictions)),
+        "runtime": runtime,
+        "limits": limits,
+        "log_path": layout.log,
+        "workdir": layout.cwd,
+        "model": cube.name,
+        "untrusted": True,
+        "cases_dir": layout.data,
+        "clean_outputs": (layout.predictions,),
+        "base_image": options.base_image,
+    }
+    if "run_id" in {f.name for f in dataclasses.fields(Job)}:
+        kwargs["run_id"] = key
+    return Job(**kwargs)
+
+
+class DockerRamProbe:
+    """Peak RSS of a docker job's processes (the container's memory limit enforces RAM, so ``execute_job``
+    samples nothing there). Finds the container by its ``fedsim.job`` label and sums its tree's RSS."""
+
+    def __init__(self, job_key: str, interval_s: float = 0.1) -> None:
+        self.job_key = job_key
+        self.interval_s = interval_s
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"ram-probe-{job_key}", daemon=True)
+
+    def __enter__(self) -> DockerRamProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        try:
+            import docker
+
+            client = docker.from_env(timeout=10)
+        except Exception:  # no engine: nothing to probe
+            return
+        root: psutil.Process | None = None
+        with contextlib.closing(client):
+            while not self._stop.is_set():
+                if root is None:
+                    with contextlib.suppress(Exception):
+                        found = client.containers.list(filters={"label": f"fedsim.job={self.job_key}/infer"})
+                        pid = int(found[0].attrs["State"]["Pid"]) if found else 0
+                        root = psutil.Process(pid) if pid else None
+                else:
+                    total = 0
+                    try:
+                        for proc in [root, *root.children(recursive=True)]:
+                            with contextlib.suppress(psutil.Error):
+                                total += proc.memory_info().rss
+                    except psutil.Error:
+                        root = None
+                    self.peak = max(self.peak, total)
+                self._stop.wait(self.interval_s)
+
+
+_FIX = {
+    JobStatus.TIMEOUT: "make inference faster (at most {t:g} s per case on one 11 GB GPU) or look for a hang",
+    JobStatus.RAM_EXCEEDED: "keep peak RAM below {ram:g} GB (load one case at a time, free arrays)",
+    JobStatus.GPU_MEMORY_EXCEEDED: "keep GPU memory below {gpu:g} GB (smaller batch or patch size)",
+    JobStatus.OUTPUT_EXCEEDED: "write only the predictions into output_path",
+    JobStatus.INTERRUPTED: "run the check again",
+}
+
+
+def run_check(job: Job, executor: Executor, stop_event: threading.Event | None = None) -> tuple[JobResult, int | None]:
+    """Run the job; returns its record and, on docker, the probed peak RSS."""
+    if job.runtime == "local":
+        return executor.run(job, stop_event), None
+    with DockerRamProbe(job.site) as probe:
+        result = executor.run(job, stop_event)
+    return result, (probe.peak or None)
+
+
+def run_verdict(result: JobResult, options: CheckOptions, ram_gb: float) -> Check:
+    """The ``run`` check: finished in time, within RAM and GPU memory, exit code 0."""
+    if result.status is JobStatus.SUCCEEDED:
+        return passed("run", f"finished in {result.duration_s:.1f} s on {result.runtime}")
+    fix = _FIX.get(result.status)
+    if fix is not None:
+        fix = fix.format(t=options.timeout_per_case_s, ram=ram_gb, gpu=options.gpu_memory_gb)
+    else:
+        fix = f"see the log: {result.log}" if result.log else "see the job log"
+    return failed("run", f"{result.status.value}: {result.reason}", fix)
+
+
+def case_seconds(predictions: Path, cases: tuple[str, ...], started_wall: float) -> dict[str, float]:
+    """Seconds each case took, from the predictions' write times (the first one includes model loading)."""
+    times: list[tuple[float, str]] = []
+    for case in cases:
+        with contextlib.suppress(OSError):
+            times.append(((predictions / f"{case}.nii.gz").lstat().st_mtime, case))
+    out: dict[str, float] = {}
+    previous = started_wall
+    for t, case in sorted(times):
+        out[case] = max(0.0, t - previous)
+        previous = t
+    return out
+
+
+def now() -> float:
+    return time.time()

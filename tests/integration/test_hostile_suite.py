@@ -1,0 +1,475 @@
+"""The hostile-submission suite (issue 7): every hostile cube in ONE benchmark run next to the baseline.
+
+One site, two cases, the docker runtime, a tight per-case timeout and a small per-case output limit. The
+hostile models run first and the baseline last, so the baseline's results also prove that nothing a hostile
+model did reached the next job. What stops each behaviour:
+
+| behaviour (cube)                         | stopped by                                              | recorded as   |
+|------------------------------------------|---------------------------------------------------------|---------------|
+| network egress (cubes/hostile_network)   | ``network_mode=none`` (only ``lo``)                     | succeeded, log|
+| write the input (cubes/hostile_write_input) | inputs bind-mounted read-only (EROFS)                | succeeded, log|
+| write the image (hostile/write_image)    | read-only root fs (EROFS); /tmp tmpfs size (ENOSPC)     | succeeded, log|
+| read the labels (cubes/hostile_read_labels) | labels never mounted into a model                    | succeeded, log|
+| root (cubes/hostile_root)                | non-root user, ``cap_drop=ALL``, no-new-privileges      | succeeded, log|
+| setuid-root binary (hostile/setuid_escalation) | no-new-privileges: the setuid bit is ignored on exec | succeeded, log|
+| fork bomb (hostile/fork_bomb)            | ``pids_limit`` (EAGAIN), then the wall-clock deadline   | timeout       |
+| memory bomb (cubes/memory_hog)           | ``mem_limit == memswap_limit`` → OOMKilled              | ram_exceeded  |
+| disk fill of output_path (hostile/disk_fill) | OutputSizeGuard (per-case output limit)             | output_exceeded|
+| silent hang (hostile/silent_hang)        | DeadlineGuard (wall clock)                              | timeout       |
+| chatty hang (hostile/chatty_hang)        | DeadlineGuard (output does not extend it)               | timeout       |
+| ignores SIGTERM (hostile/ignore_sigterm) | DeadlineGuard + SIGKILL (``docker kill``)               | timeout       |
+| detached daemon (hostile/detach_child)   | PID namespace + init: it dies with the container        | succeeded     |
+| symlinked outputs (hostile/symlink_outputs) | metrics read with lstat/O_NOFOLLOW: non-regular → penalty | penalty rows |
+| decompression bomb (hostile/decompression_bomb) | bounded inflate + voxel budget in the metrics reader | penalty rows |
+
+Every hostile model scores the penalty row on every case; the baseline's rows equal a baseline-only run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import yaml
+
+from tests.conftest import CUBES, FIXTURES, small_benchmark
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+HOSTILE_DIR = FIXTURES / "hostile"
+REUSED = FIXTURES / "cubes"
+TIMEOUT_PER_CASE_S = 5.0
+CASES = 2
+DEADLINE_S = CASES * TIMEOUT_PER_CASE_S
+OUTPUT_MB_PER_CASE = 4
+RAM_GB = 2
+DAEMON_MARKER = "fedsim-hostile-detached"
+SITE = "s0"
+
+# Model order is run order at the site: the input-writer first, the baseline last.
+HOSTILE: dict[str, Path] = {
+    "write_input": REUSED / "hostile_write_input",
+    "network": REUSED / "hostile_network",
+    "read_labels": REUSED / "hostile_read_labels",
+    "root": REUSED / "hostile_root",
+    "memory_bomb": REUSED / "memory_hog",
+    **{name: HOSTILE_DIR / name for name in (
+        "write_image", "setuid_escalation", "fork_bomb", "disk_fill", "silent_hang", "chatty_hang",
+        "ignore_sigterm", "detach_child", "symlink_outputs", "decompression_bomb",
+    )},
+}  # fmt: skip
+MODELS = {**HOSTILE, "baseline": CUBES / "baseline"}
+
+
+# ---------------------------------------------------------------- one run, observed from the host
+
+
+@dataclass
+class Observed:
+    """What the host saw while the run went on."""
+
+    launched: list[tuple[str, Any]] = field(default_factory=list)  # (job key, ContainerHandle)
+    pids: dict[tuple[int, float], str] = field(default_factory=dict)  # (pid, create_time) -> job key
+    daemons: set[tuple[int, float]] = field(default_factory=set)  # processes carrying DAEMON_MARKER
+    inputs_before: dict[str, str] | None = None
+    labels_before: dict[str, str] | None = None
+
+
+@dataclass
+class HostileRun:
+    report: Any
+    summary: dict[str, Any]
+    jobs: dict[str, dict[str, Any]]  # job name -> summary record
+    alone: Any  # the baseline-only run
+    observed: Observed
+    outside_before: dict[str, tuple[int, int]]
+    outside_after: dict[str, tuple[int, int]]
+    site_dir: Path
+    wall_s: float
+    alone_wall_s: float
+
+    def log(self, model: str) -> str:
+        return Path(self.jobs[f"infer.{model}"]["log"]).read_text(errors="replace")
+
+    def attrs(self, model: str) -> dict[str, Any]:
+        key = f"{SITE}/infer.{model}"
+        return next(h.container.attrs for k, h in self.observed.launched if k == key)
+
+
+def _digest(root: Path) -> dict[str, str]:
+    """Path → sha256 of content plus mode, for every entry under root (links by their target)."""
+    out: dict[str, str] = {}
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        if p.is_symlink():
+            body = os.readlink(p).encode()
+        elif p.is_file():
+            body = p.read_bytes()
+        else:
+            body = b""
+        out[str(p.relative_to(root))] = f"{st.st_mode:o}:{hashlib.sha256(body).hexdigest()}"
+    return out
+
+
+def _tree(root: Path, skip: Path) -> dict[str, tuple[int, int]]:
+    """Path → (size, mtime_ns) of everything under root except the ``skip`` subtree."""
+    out: dict[str, tuple[int, int]] = {}
+    for dirpath, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if Path(dirpath, d) != skip]
+        for name in dirs + files:
+            st = os.lstat(os.path.join(dirpath, name))
+            out[os.path.join(dirpath, name)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def _sampler(observed: Observed, done: threading.Event) -> None:
+    """Every 0.25 s: the host PIDs of every running job's tree, and any process carrying the daemon marker."""
+    while not done.wait(0.25):
+        for key, handle in list(observed.launched):
+            for pid in handle.host_pids():
+                try:
+                    observed.pids.setdefault((pid, psutil.Process(pid).create_time()), key)
+                except psutil.Error:
+                    continue
+        for proc in psutil.process_iter(["cmdline", "create_time"]):
+            cmdline = proc.info["cmdline"] or []
+            if DAEMON_MARKER in cmdline:
+                observed.daemons.add((proc.pid, proc.info["create_time"]))
+
+
+def _build_fixture_images() -> None:
+    """(Re)build every fixture cube (layers are cached): ``build_strategy: auto`` would keep a stale image."""
+    import docker
+
+    from fedsim.cube import load_cube
+    from fedsim.runtimes.images import ImageBuilder
+
+    client = docker.from_env(timeout=600)
+    try:
+        builder = ImageBuilder(client)
+        for path in HOSTILE.values():
+            builder.build(load_cube(path), None)
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def hostile_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileRun]:
+    from fedsim.pipeline.job import JobKind
+    from fedsim.pipeline.run import RunOptions, run_benchmark
+    from fedsim.runtimes.docker import DockerRuntime
+
+    tmp = tmp_path_factory.mktemp("hostile")
+    bench = small_benchmark(
+        tmp, models=MODELS, sites=1, cases=CASES, timeout_per_case_s=TIMEOUT_PER_CASE_S, runtime="docker"
+    )
+    doc = yaml.safe_load((bench / "benchmark.yaml").read_text())
+    doc["limits"]["output_mb_per_case"] = OUTPUT_MB_PER_CASE
+    (bench / "benchmark.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    site_doc = yaml.safe_load((bench / "sites" / f"{SITE}.yaml").read_text())
+    site_doc["hardware"]["ram_gb"] = RAM_GB
+    (bench / "sites" / f"{SITE}.yaml").write_text(yaml.safe_dump(site_doc, sort_keys=False))
+
+    run_id = f"hostile-{secrets.token_hex(3)}"
+    runs = tmp / "runs"
+    observed = Observed()
+    done = threading.Event()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FEDSIM_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "fedsim-cache"))
+        _build_fixture_images()
+
+        # the baseline alone first (it also synthesises the site's data into the cache)
+        started = time.monotonic()
+        alone = run_benchmark(RunOptions(benchmark=bench, runtime="docker", runs_dir=runs, run_id=f"{run_id}-alone",
+                                         models=("baseline",), rank=False))  # fmt: skip
+        alone_wall_s = time.monotonic() - started
+
+        original = DockerRuntime.launch
+
+        def recording_launch(self: Any, inv: Any, log_path: Path, workdir: Path) -> Any:
+            handle = original(self, inv, log_path, workdir)
+            observed.launched.append((inv.labels.get("fedsim.job", "?"), handle))
+            return handle
+
+        mp.setattr(DockerRuntime, "launch", recording_launch)
+
+        def on_event(kind: str, job: Any, _result: Any) -> None:
+            if kind == "started" and job.kind is JobKind.INFER and observed.inputs_before is None:
+                observed.inputs_before = _digest(dict(job.paths)["data_path"])
+                observed.labels_before = _digest(dict(job.paths)["data_path"].parent / "labels")
+
+        outside_before = _tree(tmp, skip=runs) | _tree(tmp_path_factory.getbasetemp() / "fedsim-cache", skip=runs)
+        sampler = threading.Thread(target=_sampler, args=(observed, done), daemon=True)
+        sampler.start()
+        started = time.monotonic()
+        try:
+            report = run_benchmark(RunOptions(benchmark=bench, runtime="docker", runs_dir=runs, run_id=run_id),
+                                   on_event=on_event)  # fmt: skip
+        finally:
+            done.set()
+            sampler.join(timeout=10)
+        wall_s = time.monotonic() - started
+    outside_after = _tree(tmp, skip=runs) | _tree(tmp_path_factory.getbasetemp() / "fedsim-cache", skip=runs)
+    import json
+
+    summary = json.loads(report.run.summary.read_text())
+    jobs = {j["name"]: j for j in summary["jobs"]}
+    print(f"\nhostile suite: baseline-only run {alone_wall_s:.1f} s, hostile run {wall_s:.1f} s")
+    for j in summary["jobs"]:
+        print(f"  {j['name']:<32} {j['status']:<16} {j['duration_s']:6.1f} s  {j['reason'][:110]}")
+    yield HostileRun(report, summary, jobs, alone, observed, outside_before, outside_after,
+                     report.run.root / "sites" / SITE, wall_s, alone_wall_s)  # fmt: skip
+
+
+# ---------------------------------------------------------------- every hostile job: recorded with its reason
+
+CONTAINED = {  # the attack fails inside the container; the job itself succeeds
+    "network": "NETWORK: blocked",
+    "write_input": "WRITE_INPUT: blocked",
+    "write_image": "WRITE_IMAGE: blocked",
+    "read_labels": "LABELS: none found",
+    "root": "ROOT: prevented",
+    "setuid_escalation": "SETUID: prevented",
+    "detach_child": "DETACH: daemon pid",
+    "symlink_outputs": "SYMLINK: ",
+    "decompression_bomb": "DECOMPRESSION_BOMB: ",
+}
+KILLED = {  # status, reason pattern, a log line proving the behaviour really ran
+    "fork_bomb": ("timeout", r"wall-clock limit of 10 s reached", "FORK_BOMB: pids limit hit"),
+    "memory_bomb": ("ram_exceeded", r"OOMKilled", "holding "),
+    "disk_fill": ("output_exceeded", r"wrote \d+ MiB into output_path, over the limit of 8 MiB", "DISK_FILL: "),
+    "silent_hang": ("timeout", r"wall-clock limit of 10 s reached", "SILENT_HANG: sleeping forever"),
+    "chatty_hang": ("timeout", r"wall-clock limit of 10 s reached", "CHATTY_HANG: still working, step 100 "),
+    "ignore_sigterm": ("timeout", r"wall-clock limit of 10 s reached", "IGNORE_SIGTERM: SIGTERM/SIGINT/SIGHUP"),
+}
+
+
+def test_the_suite_covers_every_hostile_model() -> None:
+    assert set(CONTAINED) | set(KILLED) == set(HOSTILE)
+    assert not set(CONTAINED) & set(KILLED)
+
+
+@pytest.mark.parametrize("model", sorted(CONTAINED))
+def test_contained_attack_fails_inside_and_the_job_succeeds(hostile_run: HostileRun, model: str) -> None:
+    job = hostile_run.jobs[f"infer.{model}"]
+    log = hostile_run.log(model)
+    assert job["status"] == "succeeded", (job["reason"], log[-2000:])
+    assert CONTAINED[model] in log, log[-2000:]
+
+
+@pytest.mark.parametrize("model", sorted(KILLED))
+def test_killed_job_is_recorded_with_its_reason(hostile_run: HostileRun, model: str) -> None:
+    status, reason, line = KILLED[model]
+    job = hostile_run.jobs[f"infer.{model}"]
+    log = hostile_run.log(model)
+    assert job["status"] == status, (job["reason"], log[-2000:])
+    assert re.search(reason, job["reason"]), job["reason"]
+    assert line in log, log[-2000:]
+    if status == "timeout":  # killed at the deadline, not later: SIGKILL, no reliance on SIGTERM
+        assert DEADLINE_S <= job["duration_s"] < DEADLINE_S + 3, job
+
+
+def test_every_model_container_had_the_hardening_profile(hostile_run: HostileRun) -> None:
+    from fedsim.runtimes.docker import container_user
+
+    uid, gid = container_user()
+    models = [k.split("/infer.", 1)[1] for k, _ in hostile_run.observed.launched if "/infer." in k]
+    assert sorted(models) == sorted(MODELS)
+    for model in MODELS:
+        attrs = hostile_run.attrs(model)
+        host = attrs["HostConfig"]
+        assert host["NetworkMode"] == "none"
+        assert host["CapDrop"] == ["ALL"] and "no-new-privileges" in host["SecurityOpt"]
+        assert host["Init"] is True and host["ReadonlyRootfs"] is True
+        assert host["PidsLimit"] == 4096
+        assert host["Memory"] == host["MemorySwap"] == RAM_GB * 1024**3
+        assert "nosuid" in host["Tmpfs"]["/tmp"]
+        assert attrs["Config"]["User"] == f"{uid}:{gid}" and uid != 0
+        mounts = {m["Destination"]: (m["Source"], m["RW"]) for m in attrs["Mounts"]}
+        assert mounts == {  # the prepared cases read-only and its own output; never the labels
+            "/mlcube_io0": (str(hostile_run.site_dir / "prepared"), False),
+            "/mlcube_io1": (str(hostile_run.site_dir / "predictions" / model), True),
+        }
+
+
+# ---------------------------------------------------------------- host-side effects of the contained attacks
+
+
+def test_input_data_and_labels_are_unchanged(hostile_run: HostileRun) -> None:
+    observed = hostile_run.observed
+    assert observed.inputs_before and observed.labels_before
+    assert _digest(hostile_run.site_dir / "prepared") == observed.inputs_before
+    assert _digest(hostile_run.site_dir / "labels") == observed.labels_before
+    probes = re.findall(r"^probe (\S+): blocked \((\w+):", hostile_run.log("write_input"), re.MULTILINE)
+    assert {name for name, _ in probes} == {"create", "mkdir", "overwrite", "append", "chmod", "rename", "delete"}
+    assert {code for _, code in probes} == {"EROFS"}  # the read-only mount, not only file modes
+
+
+def test_image_is_read_only_and_tmp_is_bounded(hostile_run: HostileRun) -> None:
+    log = hostile_run.log("write_image")
+    probes = re.findall(r"^probe (\S+): blocked \((\w+):", log, re.MULTILINE)
+    assert {n for n, _ in probes} == {"code", "code-new", "etc", "usr", "root", "var", "mkdir"}
+    assert {code for _, code in probes} == {"EROFS"}
+    fill = re.search(r"^TMP_FILL: stopped \(ENOSPC after (\d+) MiB\)", log, re.MULTILINE)
+    assert fill is not None and int(fill.group(1)) <= 1024, log[-500:]
+    for path in ("/pwned", "/etc/pwned", "/usr/local/bin/pwned", "/opt/pwned", "/mlcube_project"):
+        assert not os.path.lexists(path), path  # sanity: none of it is on the host either
+
+
+def test_nothing_outside_the_run_directory_changed(hostile_run: HostileRun) -> None:
+    assert hostile_run.outside_after == hostile_run.outside_before
+
+
+def test_network_only_loopback(hostile_run: HostileRun) -> None:
+    log = hostile_run.log("network")
+    assert "interfaces: lo\n" in log
+    assert "OPEN" not in log
+
+
+def test_labels_are_unreachable_for_a_model(hostile_run: HostileRun) -> None:
+    log = hostile_run.log("read_labels")
+    assert "mlcube mounts: /mlcube_io0,/mlcube_io1\n" in log
+
+
+def test_no_root_through_setuid_or_su(hostile_run: HostileRun) -> None:
+    from fedsim.runtimes.docker import container_user
+
+    uid = container_user()[0]
+    log = hostile_run.log("setuid_escalation")
+    assert "owner=0 mode=0o4755" in log  # the vector is really there: a setuid-root interpreter
+    line = next(ln for ln in log.splitlines() if ln.startswith("SETUID: prevented"))
+    assert f"image-suid=uid={uid} euid={uid} suid={uid} rc=0" in line, line
+    assert "tmp-chown=PermissionError" in line and "tmp-suid=euid=0" not in line, line
+    root = next(ln for ln in hostile_run.log("root").splitlines() if ln.startswith("ROOT:"))
+    assert "NoNewPrivs=1" in root and "CapEff=0000000000000000" in root, root
+
+
+def test_fork_bomb_hits_the_pid_limit(hostile_run: HostileRun) -> None:
+    log = hostile_run.log("fork_bomb")
+    assert "pids.max=4096" in log, log[-500:]
+    pids = [k for k in hostile_run.observed.pids.values() if k == f"{SITE}/infer.fork_bomb"]
+    assert len(pids) > 100, len(pids)  # the bomb really went off (seen from the host)
+
+
+def test_disk_fill_stopped_and_its_output_discarded(hostile_run: HostileRun) -> None:
+    reason = hostile_run.jobs["infer.disk_fill"]["reason"]
+    written = int(re.search(r"wrote (\d+) MiB", reason).group(1))  # type: ignore[union-attr]
+    assert written < 2048, reason  # bounded overshoot: one guard interval of writing
+    assert list((hostile_run.site_dir / "predictions" / "disk_fill").iterdir()) == []
+
+
+def test_chatty_hang_log_streamed_until_the_kill(hostile_run: HostileRun) -> None:
+    steps = re.findall(r"^CHATTY_HANG: still working, step (\d+) ", hostile_run.log("chatty_hang"), re.MULTILINE)
+    assert len(steps) > 100 and int(steps[-1]) == len(steps) - 1
+
+
+def test_sigterm_is_not_relied_on(hostile_run: HostileRun) -> None:
+    """The deadline kills with SIGKILL at once: the cube never even sees a SIGTERM it could ignore."""
+    log = hostile_run.log("ignore_sigterm")
+    assert hostile_run.jobs["infer.ignore_sigterm"]["exit_code"] in (137, -9, None), hostile_run.jobs
+    assert "got signal" not in log or "got signal 15" in log
+
+
+def test_detached_daemon_dies_with_the_job(hostile_run: HostileRun) -> None:
+    observed = hostile_run.observed
+    assert observed.daemons, "the daemon was never seen on the host: the scan would prove nothing"
+    alive = []
+    for pid, created in observed.daemons:
+        try:
+            proc = psutil.Process(pid)
+            if proc.create_time() == created and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(proc)
+        except psutil.NoSuchProcess:
+            continue
+    assert alive == []
+    assert not [p.pid for p in psutil.process_iter(["cmdline"]) if DAEMON_MARKER in (p.info["cmdline"] or [])]
+    out = hostile_run.site_dir / "predictions" / "detach_child"
+    assert not (out / "late.txt").exists()  # it never wrote after its job ended (it wakes 2.5 s in)
+
+
+def test_no_process_of_any_job_survives(hostile_run: HostileRun) -> None:
+    observed = hostile_run.observed
+    assert len(observed.pids) > 20
+    alive = []
+    for (pid, created), key in observed.pids.items():
+        try:
+            proc = psutil.Process(pid)
+            if proc.create_time() == created and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append((key, pid, proc.cmdline()))
+        except psutil.NoSuchProcess:
+            continue
+    assert alive == []
+
+
+def test_no_container_of_the_run_remains(hostile_run: HostileRun) -> None:
+    import docker
+
+    client = docker.from_env()
+    try:
+        run_id = hostile_run.report.run.run_id
+        left = client.containers.list(all=True, filters={"label": f"fedsim.run={run_id}"})
+    finally:
+        client.close()
+    assert [c.name for c in left] == []
+
+
+# ---------------------------------------------------------------- metrics: penalty rows; the baseline untouched
+
+
+def test_hostile_models_score_the_penalty_row(hostile_run: HostileRun) -> None:
+    rows = hostile_run.report.site_metrics[SITE]
+    assert len(rows) == CASES
+    for case, by_model in rows.items():
+        for model in HOSTILE:
+            row = by_model[model]
+            assert row["missing_pred"] is True, (case, model, row)
+            for region in ("ET", "TC", "WT"):
+                assert row[f"Dice_{region}"] == 0 and row[f"Hausdorff95_{region}"] == 374, (case, model, row)
+    for model in HOSTILE:  # the metrics cube itself survived every one of them
+        assert hostile_run.jobs[f"evaluate.{model}"]["status"] == "succeeded", hostile_run.jobs[f"evaluate.{model}"]
+
+
+def test_symlinks_to_the_labels_are_not_followed(hostile_run: HostileRun) -> None:
+    out = hostile_run.site_dir / "predictions" / "symlink_outputs"
+    links = {p.name: os.readlink(p) for p in out.iterdir() if p.is_symlink()}
+    cases = sorted(hostile_run.report.site_metrics[SITE])
+    assert links[f"{cases[0]}.nii.gz"] == f"/mlcube_io1/{cases[0]}_final_seg.nii.gz"  # the truth, in the cube
+    assert links[f"{cases[1]}.nii.gz"] == f"../../labels/{cases[1]}_final_seg.nii.gz"  # the truth, on the host
+    assert (out / links[f"{cases[1]}.nii.gz"]).is_file()  # a host-side follower would have found it
+    # ... yet both scored the penalty row (test above), not Dice 1
+
+
+def test_decompression_bombs_are_refused(hostile_run: HostileRun) -> None:
+    from fedsim.metrics.nifti import UnreadableVolume, load_label
+
+    out = hostile_run.site_dir / "predictions" / "decompression_bomb"
+    cases = sorted(hostile_run.report.site_metrics[SITE])
+    sizes = {p.name: p.stat().st_size for p in out.iterdir()}
+    assert set(sizes) == {f"{c}.nii.gz" for c in cases} and max(sizes.values()) < 2 * 1024**2
+    assert "inflating to 1025 MiB" in hostile_run.log("decompression_bomb")
+    for case in cases:
+        with pytest.raises(UnreadableVolume, match="decompression bomb|voxels"):
+            load_label(out / f"{case}.nii.gz", max_voxels=96 * 96 * 64)
+
+
+def test_baseline_is_complete_correct_and_equal_to_a_run_alone(hostile_run: HostileRun) -> None:
+    assert hostile_run.jobs["infer.baseline"]["status"] == "succeeded"
+    assert hostile_run.jobs["evaluate.baseline"]["status"] == "succeeded"
+    rows = hostile_run.report.site_metrics[SITE]
+    alone = hostile_run.alone.site_metrics[SITE]
+    assert sorted(rows) == sorted(alone) and len(rows) == CASES
+    for case in rows:
+        row = rows[case]["baseline"]
+        assert row["missing_pred"] is False and row["Dice_WT"] > 0.7, (case, row)
+        assert row == alone[case]["baseline"], case
+    assert hostile_run.report.ranking is not None
