@@ -202,13 +202,16 @@ def rank_cmd(
 # Command groups that live beside their feature: each module exposes ``register(app)`` and imports its heavy
 # dependencies inside the command functions, so ``fedsim --help`` stays fast. One line per feature below.
 # --- feature commands ---
+from fedsim.submission.cli import register as _register_submission; _register_submission(app)  # noqa: E402, E702, I001
 # --- end feature commands ---
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: turn fedsim's own errors into one line and a non-zero exit."""
     try:
-        app(args=argv, standalone_mode=False)
+        rc = app(args=argv, standalone_mode=False)  # click returns an Exit's code instead of raising it
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
     except FedsimError as exc:
         err.print(f"error: {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)

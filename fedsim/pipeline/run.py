@@ -225,6 +225,11 @@ def run_benchmark(
         run.root.mkdir(parents=True, exist_ok=options.run_id is not None)
     except OSError as exc:
         raise StoreError(f"cannot create run directory {run.root}: {exc.strerror or exc}") from exc
+    plans = plan(bench, raw, cubes, run, options.runtime)
+    if options.resume:
+        write_params(run, bench, plans)
+    else:
+        write_config(run, bench, sites, plans)  # before the ledger exists: a ledger implies a complete config
     ledger = Ledger(run.root / Ledger.FILE)
     done: dict[str, JobResult] = {}
     if options.resume:
@@ -235,11 +240,6 @@ def run_benchmark(
         done = {k: JobResult.from_dict(r) for k, r in ledger.done().items()}
         say(f"resuming run {run_id}: {len(done)} finished jobs are kept")
     ledger.begin_run(run_id, bench.name)
-    plans = plan(bench, raw, cubes, run, options.runtime)
-    if options.resume:
-        write_params(run, bench, plans)
-    else:
-        write_config(run, bench, sites, plans)
     stop = stop_event or threading.Event()
     started_wall, started = time.time(), time.monotonic()
     sink: EventSink = on_event or (lambda _k, _j, _r: None)
