@@ -13,7 +13,10 @@ from fedsim.runtimes.process import HostProcess
 
 SILENT = "import time\ntime.sleep(60)\n"
 CHATTY = "import time\nwhile True:\n    print('progress ...', flush=True)\n    time.sleep(0.1)\n"
-STUBBORN = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True:\n    print('x', flush=True)\n    time.sleep(0.1)\n"
+STUBBORN = (
+    "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "while True:\n    print('x', flush=True)\n    time.sleep(0.1)\n"
+)
 
 
 @pytest.mark.parametrize("code", [SILENT, CHATTY, STUBBORN], ids=["silent", "chatty", "ignores-sigterm"])

@@ -181,5 +181,5 @@ def test_profile_larger_than_any_gpu_is_refused() -> None:
     pool = ResourcePool(FakeNvml(gpus=1, memory_gb=8).devices())
     with pytest.raises(SpecError, match=r"hardware.gpu_memory_gb: .*largest GPU here has 8.0 GiB"):
         pool.check_profile("s", 1, 11 * GiB, source="sites/s.yaml")
-    with pytest.raises(SpecError, match="hardware.gpus"):
+    with pytest.raises(SpecError, match=r"hardware\.gpus"):
         pool.check_profile("s", 2, 4 * GiB, source="sites/s.yaml")

@@ -62,7 +62,8 @@ def test_logs_stream_while_running(tmp_path: Path) -> None:
 def test_deadline_kills_a_chatty_job_and_its_escaped_child(tmp_path: Path) -> None:
     code = (
         "import subprocess, sys, time\n"
-        "c = subprocess.Popen([sys.executable, '-c', 'import time\\nwhile True: time.sleep(1)'], start_new_session=True)\n"
+        "c = subprocess.Popen([sys.executable, '-c', 'import time\\nwhile True: time.sleep(1)'],\n"
+        "                     start_new_session=True)\n"
         "print('child', c.pid, flush=True)\n"
         "while True:\n    print('tick', flush=True)\n    time.sleep(0.2)\n"
     )
