@@ -7,6 +7,8 @@ nibabel, yaml and the ``fedsim`` package itself), which is built once from this 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import shutil
 import tempfile
@@ -20,6 +22,7 @@ from fedsim.errors import RuntimeUnavailable
 
 CUBE_BASE_TAG = f"fedsim/cube-base:{__version__}"
 DEFAULT_BASE_IMAGE = "debian:bookworm-slim"
+DIGEST_LABEL = "fedsim.context-sha"
 
 # The first RUN line is shared verbatim with the reference model's Dockerfile so both reuse one layer.
 CUBE_BASE_DOCKERFILE = """\
@@ -29,6 +32,18 @@ RUN apt-get update && apt-get install -y --no-install-recommends python3 python3
 COPY fedsim /usr/lib/python3/dist-packages/fedsim
 RUN python3 -c "import fedsim.metrics, fedsim.dataprep, fedsim.synth"
 """
+
+
+def context_digest(context: Path, args: dict[str, str]) -> str:
+    """sha256 over the build context's files (paths, modes, bytes) and the build arguments."""
+    h = hashlib.sha256(json.dumps(args, sort_keys=True).encode())
+    for path in sorted(p for p in context.rglob("*") if "__pycache__" not in p.parts):
+        if path.is_symlink() or not path.is_file():
+            continue
+        h.update(path.relative_to(context).as_posix().encode() + b"\0")
+        h.update(oct(path.stat().st_mode & 0o7777).encode() + b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
 
 
 class ImageBuilder:
@@ -65,6 +80,11 @@ class ImageBuilder:
             dockerfile = cube.build_context_dir / d.build_file
             strategy = d.build_strategy
             present = self.exists(d.image)
+            if strategy == "auto" and present and dockerfile.is_file():
+                # MLCube's auto builds only a missing image; we also rebuild one whose context changed, so an
+                # edited cube never runs as its stale image.
+                _args, digest = self._build_args(cube, base_image)
+                present = self._label(d.image) == digest
             if strategy == "never":
                 if not present:
                     raise RuntimeUnavailable(
@@ -88,35 +108,53 @@ class ImageBuilder:
                 return  # air-gapped: keep the local copy
             raise RuntimeUnavailable(f"cannot pull image {tag} and it is not available locally: {exc}") from exc
 
-    def build(self, cube: CubeSpec, base_image: str | None) -> None:
+    def _build_args(self, cube: CubeSpec, base_image: str | None) -> tuple[dict[str, str], str]:
+        """Build arguments and the digest of everything the image is built from (context, args, base)."""
         assert cube.docker is not None
         d = cube.docker
         context = cube.build_context_dir
         dockerfile = context / d.build_file
-        if not dockerfile.is_file():
-            raise RuntimeUnavailable(f"cube {cube.name!r}: no {d.build_file} in {context} to build {d.image} from")
         args = dict(d.build_args)
         if base_image:
             args["BASE_IMAGE"] = base_image
+        extra = ""
         if re.search(r"^\s*ARG\s+FEDSIM_BASE\b", dockerfile.read_text(), re.MULTILINE):
             args["FEDSIM_BASE"] = self.ensure_cube_base(base_image)
-        self._build(str(context), d.build_file, d.image, args)
+            extra = str(self.client.images.get(args["FEDSIM_BASE"]).id)
+        return args, context_digest(context, {**args, "__base_id__": extra, "__file__": d.build_file})
+
+    def build(self, cube: CubeSpec, base_image: str | None) -> None:
+        assert cube.docker is not None
+        d = cube.docker
+        context = cube.build_context_dir
+        if not (context / d.build_file).is_file():
+            raise RuntimeUnavailable(f"cube {cube.name!r}: no {d.build_file} in {context} to build {d.image} from")
+        args, digest = self._build_args(cube, base_image)
+        self._build(str(context), d.build_file, d.image, args, digest)
+
+    def _label(self, tag: str) -> str | None:
+        try:
+            return (self.client.images.get(tag).labels or {}).get(DIGEST_LABEL)
+        except Exception:  # missing or unreadable: treat as stale
+            return None
 
     def ensure_cube_base(self, base_image: str | None) -> str:
         tag = CUBE_BASE_TAG if not base_image else f"{CUBE_BASE_TAG}-{re.sub(r'[^A-Za-z0-9_.-]', '_', base_image)}"
         with self._lock(tag):
-            if (tag, base_image) in self._ready or self.exists(tag):
-                self._ready.add((tag, base_image))
+            if (tag, base_image) in self._ready:
                 return tag
             package = Path(__file__).resolve().parents[1]
             with tempfile.TemporaryDirectory(prefix="fedsim-base-") as tmp:
                 shutil.copytree(package, Path(tmp) / "fedsim", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
                 (Path(tmp) / "Dockerfile").write_text(CUBE_BASE_DOCKERFILE)
-                self._build(tmp, "Dockerfile", tag, {"BASE_IMAGE": base_image or DEFAULT_BASE_IMAGE})
+                args = {"BASE_IMAGE": base_image or DEFAULT_BASE_IMAGE}
+                digest = context_digest(Path(tmp), args)
+                if self._label(tag) != digest:  # missing, or built from another fedsim source
+                    self._build(tmp, "Dockerfile", tag, args, digest)
             self._ready.add((tag, base_image))
         return tag
 
-    def _build(self, context: str, dockerfile: str, tag: str, args: dict[str, str]) -> None:
+    def _build(self, context: str, dockerfile: str, tag: str, args: dict[str, str], digest: str) -> None:
         import docker
 
         lines: list[str] = []
@@ -126,6 +164,7 @@ class ImageBuilder:
                 dockerfile=dockerfile,
                 tag=tag,
                 buildargs=args,
+                labels={DIGEST_LABEL: digest},
                 rm=True,
                 forcerm=True,
                 decode=True,
