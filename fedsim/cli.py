@@ -203,7 +203,19 @@ def rank_cmd(
 # dependencies inside the command functions, so ``fedsim --help`` stays fast. One line per feature below.
 # --- feature commands ---
 from fedsim.submission.cli import register as _register_submission; _register_submission(app)  # noqa: E402, E702, I001
+from fedsim.stress.cli import register as _register_stress; _register_stress(app)  # noqa: E402, E702, I001
 # --- end feature commands ---
+
+
+def _usage_error_types() -> tuple[type[Exception], ...]:
+    """click's usage errors: recent typer versions vendor their own click, so accept both families."""
+    import click
+
+    vendored = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+    return tuple({click.ClickException, vendored})
+
+
+_USAGE_ERRORS = _usage_error_types()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -223,13 +235,9 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except _USAGE_ERRORS as exc:
+        exc.show()  # type: ignore[attr-defined]
+        sys.exit(exc.exit_code)  # type: ignore[attr-defined]
 
 
 if __name__ == "__main__":

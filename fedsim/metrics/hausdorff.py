@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -87,7 +88,7 @@ def nonzero_box(*arrays: np.ndarray) -> tuple[slice, ...] | None:
     return (*x, *yz)
 
 
-def _slices(projections: Sequence[np.ndarray]) -> tuple[slice, ...] | None:
+def _slices(projections: Sequence[Any]) -> tuple[slice, ...] | None:
     slices: list[slice] = []
     for proj in projections:
         hit = np.flatnonzero(proj)
@@ -97,8 +98,9 @@ def _slices(projections: Sequence[np.ndarray]) -> tuple[slice, ...] | None:
     return tuple(slices)
 
 
-def crop_padded(arr: np.ndarray, box: tuple[slice, ...], pad: int = PAD, dtype: object = None) -> np.ndarray:
-    """C-contiguous copy of ``arr[box]`` grown by ``pad`` voxels, zero-filled beyond the volume edge.
+def crop_padded(arr: np.ndarray, box: tuple[slice, ...], pad: int = PAD, as_bool: bool = False) -> np.ndarray:
+    """C-contiguous copy of ``arr[box]`` (``!= 0`` if ``as_bool``) grown by ``pad`` voxels, zero-filled beyond
+    the volume edge.
 
     Zero-filling (rather than clipping) keeps a background ring even where a mask touches the volume
     border, which is exactly what ``border_value=0`` means for MedPy's erosion.
@@ -108,8 +110,8 @@ def crop_padded(arr: np.ndarray, box: tuple[slice, ...], pad: int = PAD, dtype: 
     inner = tuple(slice(max(l_, 0), min(h, n)) for l_, h, n in zip(lo, hi, arr.shape, strict=True))
     widths = [(max(0, -l_), max(0, h - n)) for l_, h, n in zip(lo, hi, arr.shape, strict=True)]
     part = arr[inner]
-    if dtype is not None and part.dtype != dtype:
-        part = part.astype(dtype) if dtype is not bool else part != 0
+    if as_bool and part.dtype != bool:
+        part = part != 0
     if any(w != (0, 0) for w in widths):
         part = np.pad(part, widths)
     return np.ascontiguousarray(part)
@@ -117,7 +119,7 @@ def crop_padded(arr: np.ndarray, box: tuple[slice, ...], pad: int = PAD, dtype: 
 
 def padded_crop(a: np.ndarray, b: np.ndarray, box: tuple[slice, ...], pad: int = PAD) -> tuple[np.ndarray, ...]:
     """Boolean crops of ``a`` and ``b`` to ``box`` grown by ``pad`` voxels (see :func:`crop_padded`)."""
-    return tuple(crop_padded(arr, box, pad, bool) for arr in (a, b))
+    return tuple(crop_padded(arr, box, pad, as_bool=True) for arr in (a, b))
 
 
 def surface(mask: np.ndarray) -> np.ndarray:

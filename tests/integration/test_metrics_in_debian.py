@@ -8,6 +8,7 @@ build cache). The container runs with no network as ``nobody``; the masks come i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -81,16 +82,11 @@ def _cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     cases: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     truth = _labels(_blob(rng, c, r, 0.2), _blob(rng, c, r * 0.6, 0.2), _blob(rng, c, r * 0.4, 0.2))
     shift = c + np.array([1.5, -1.0, 0.5])
-    pred = _labels(
-        _blob(rng, shift, r * 1.05, 0.25), _blob(rng, shift, r * 0.55, 0.25), _blob(rng, shift, r * 0.45, 0.2)
-    )
+    pred = _labels(*(_blob(rng, shift, r * k, rough) for k, rough in ((1.05, 0.25), (0.55, 0.25), (0.45, 0.2))))
     pred[rng.random(SHAPE) < 0.001] = 2  # speckle: extra components far from the surface
     cases["blobs"] = (truth, pred)
     # a far false-positive component: HD95 large enough for the k-d tree fallback
-    far = pred.copy()
-    far[:, :, :] = 0
-    far[truth > 0] = truth[truth > 0]
-    far = np.roll(far, 9, axis=0)
+    far = np.roll(truth, 9, axis=0)
     far[55:63, 2:12, 2:14] = 4
     cases["far_fp"] = (truth, far)
     # masks touching the volume border (MedPy's border_value=0 erosion)
@@ -114,18 +110,16 @@ def _close(host: Any, box: Any, path: str = "") -> list[str]:
         if not isinstance(box, dict) or set(host) != set(box):
             return [f"{path}: keys {sorted(host)} vs {sorted(box) if isinstance(box, dict) else box!r}"]
         return [p for k in host for p in _close(host[k], box[k], f"{path}.{k}")]
-    if isinstance(host, bool) or isinstance(host, int) and not isinstance(box, float):
-        return [] if host == box and type(host) is type(box) else [f"{path}: {host!r} vs {box!r}"]
-    if isinstance(host, float) and isinstance(box, (int, float)):
-        if math.isnan(host) and math.isnan(box) or abs(host - box) <= 1e-9:
-            return []
-    return [f"{path}: {host!r} vs {box!r}"]
+    if isinstance(host, float) and isinstance(box, float):
+        same = (math.isnan(host) and math.isnan(box)) or abs(host - box) <= 1e-9
+    else:  # bools, counts: exact, and of the same type
+        same = host == box and type(host) is type(box)
+    return [] if same else [f"{path}: {host!r} vs {box!r}"]
 
 
 @pytest.fixture(scope="module")
 def image() -> Iterator[str]:
     import docker
-
     from fedsim.runtimes.images import CUBE_BASE_DOCKERFILE, DEFAULT_BASE_IMAGE, ImageBuilder
 
     client = docker.from_env()
@@ -177,10 +171,8 @@ def results(image: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[
             remove=True,
         )
     finally:
-        try:
+        with contextlib.suppress(docker.errors.NotFound):  # remove=True normally did it already
             client.containers.get(name).remove(force=True)
-        except docker.errors.NotFound:
-            pass
         client.close()
     return host, json.loads(stdout)
 

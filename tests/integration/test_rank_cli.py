@@ -108,11 +108,6 @@ def test_out_option_and_aggregate_then_mean(results_dir: Path, tmp_path: Path) -
     assert not (results_dir / "ranking").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fedsim/cli.py main() catches the real click.ClickException, but typer (0.29.2 here) vendors click as "
-    "typer._click, so BadParameter/usage errors escape as a traceback with exit 1",
-)
 def test_unknown_method_is_a_usage_error(results_dir: Path) -> None:
     proc = _rank(results_dir, "--method", "bestOfThree")
     assert proc.returncode == 2
