@@ -42,7 +42,11 @@ class LocalExecutor(Executor):
 
     def run(self, job: Job, stop_event: threading.Event | None = None) -> JobResult:
         with self.resources.acquire(job) as grant:
-            job = dataclasses.replace(job, gpu_ids=grant.gpu_ids)
+            limits = job.limits
+            if limits.ram_bytes is not None and limits.ram_bytes > self.resources.ram_bytes:
+                # a 40 GB profile on a smaller machine: the machine is the real limit
+                limits = dataclasses.replace(limits, ram_bytes=self.resources.ram_bytes)
+            job = dataclasses.replace(job, gpu_ids=grant.gpu_ids, limits=limits)
             return execute_job(job, self.runtimes, stop_event, self.sampler)
 
     def check_sites(self, sites: list[SiteSpec]) -> None:

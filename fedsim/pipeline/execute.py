@@ -124,8 +124,9 @@ def execute_job(
         return result
 
     guards: list[Guard] = [DeadlineGuard(job.limits.deadline_s(num_cases))]
-    if not runtime.capabilities.enforces_memory_limit:
-        guards.append(RamGuard(job.limits.ram_bytes))
+    # RSS sampling for every runtime: it records the peak, and under docker it stops a job at the limit
+    # within a tick instead of leaving it thrashing in its cgroup for seconds before the OOM killer acts.
+    guards.append(RamGuard(job.limits.ram_bytes))
     if job.limits.output_bytes_per_case is not None:
         outputs = tuple(p.host_path for p in inv.parameters if p.io == "output" and p.type == "directory")
         guards.append(OutputSizeGuard(outputs, job.limits.output_bytes_per_case * max(1, num_cases)))

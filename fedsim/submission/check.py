@@ -79,7 +79,7 @@ def job_runtime(requested: str, cube: CubeSpec) -> str:
 
 
 def _ram_gb(options: CheckOptions, report: SubmissionReport) -> float:
-    cap = RAM_SHARE * psutil.virtual_memory().total / GiB
+    cap = float(RAM_SHARE * psutil.virtual_memory().total / GiB)
     if options.ram_gb <= cap:
         return options.ram_gb
     report.notes.append(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -78,7 +79,7 @@ def _input_grid(case_dir: Path) -> tuple[tuple[int, ...], np.ndarray] | None:
 
     for path in sorted(case_dir.glob("*.nii*")):
         try:
-            img = nib.load(str(path))
+            img: Any = nib.load(str(path))
             return tuple(int(s) for s in img.shape[:3]), np.asarray(img.affine, dtype=np.float64)
         except Exception:  # inputs are ours; an unreadable one just is not the reference
             continue
@@ -90,7 +91,9 @@ def _stored_dtype(path: Path) -> np.dtype | None:
     import nibabel as nib
 
     try:
-        return np.dtype(nib.load(str(path)).header.get_data_dtype())
+        img: Any = nib.load(str(path))
+        dtype: np.dtype = np.dtype(img.header.get_data_dtype())
+        return dtype
     except Exception:  # a nicety only: never fail the check on it
         return None
 
@@ -115,9 +118,9 @@ def check_volumes(output_dir: Path, data_dir: Path, cases: list[str]) -> list[Ch
             geometry.append(f"{name}: unreadable NIfTI: {str(exc).replace(str(output_dir / name) + ': ', '')}")
             continue
         if grid is not None:
-            why = Geometry.from_affine(grid[0], grid[1]).mismatch(pred)
-            if why is not None:
-                geometry.append(f"{name}: {why} (input)")
+            mismatch = Geometry.from_affine(grid[0], grid[1]).mismatch(pred)
+            if mismatch is not None:
+                geometry.append(f"{name}: {mismatch} (input)")
         if data.dtype.kind == "f":
             sample = data[(data != np.round(data)) & np.isfinite(data)][:1]
             shown = f"{float(sample[0]):.4g}" if sample.size else "NaN/inf"

@@ -14,6 +14,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fedsim import __version__
 from fedsim.errors import SpecError
@@ -48,21 +49,19 @@ def toy_data(cases: int = TOY_CASES, shape: tuple[int, int, int] = TOY_SHAPE, se
     root = cache_root() / "submission-toy" / key
     with _lock:
         if not (root / _DONE).is_file():
-            _build_toy(root, settings)
+            _build_toy(root, settings, cases, shape, seed)
     data = root / "data"
     return CheckData(data, root / "labels", _cases(data), f"{cases} synthetic cases {'x'.join(map(str, shape))}")
 
 
-def _build_toy(root: Path, settings: dict[str, object]) -> None:
+def _build_toy(root: Path, settings: dict[str, object], cases: int, shape: tuple[int, int, int], seed: int) -> None:
     from fedsim.dataprep import DataPrepParams, prepare
     from fedsim.synth import synthesize_site
 
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
     try:
-        shape = tuple(settings["shape"])  # type: ignore[call-overload]
-        synthesize_site(tmp / "raw", n_cases=int(settings["cases"]), seed=int(settings["seed"]), shape=shape,  # type: ignore[call-overload]
-                        case_prefix="toy")  # fmt: skip
+        synthesize_site(tmp / "raw", n_cases=cases, seed=seed, shape=shape, case_prefix="toy")
         for d in ("data", "labels", "metadata"):
             (tmp / d).mkdir()
         prepare(tmp / "raw", tmp / "data", tmp / "labels", tmp / "metadata", DataPrepParams(expected_shape=shape))
@@ -112,10 +111,13 @@ def user_data(data: Path, labels: Path | None, work: Path) -> CheckData:
         )
     import nibabel as nib
 
-    shape = tuple(int(s) for s in nib.load(str(first.modalities["t1"])).shape[:3])
+    img: Any = nib.load(str(first.modalities["t1"]))
+    header = img.header
+    dims = header.get_data_shape()
+    shape = (int(dims[0]), int(dims[1]), int(dims[2]))
     out = work / "prepared"
     for d in ("data", "labels", "metadata"):
         (out / d).mkdir(parents=True, exist_ok=True)
-    prepare(data, out / "data", out / "labels", out / "metadata", DataPrepParams(expected_shape=shape))  # type: ignore[arg-type]
+    prepare(data, out / "data", out / "labels", out / "metadata", DataPrepParams(expected_shape=shape))
     cases = _cases(out / "data")
     return CheckData(out / "data", out / "labels", cases, f"{len(cases)} cases prepared from {data}")

@@ -58,7 +58,7 @@ def test_chatty_container_is_killed_within_a_second_of_its_deadline(runtime, tmp
 def test_memory_bomb_hits_the_container_limit_and_is_recorded(runtime, tmp_path: Path) -> None:
     handle = _launch(runtime, tmp_path, "memory_hog", ram_bytes=256 * MiB)
     try:
-        outcome = supervise(handle, [DeadlineGuard(60)])
+        outcome = supervise(handle, [DeadlineGuard(60)])  # the cgroup alone: OOMKilled must be detected
         assert outcome.violation is not None, (tmp_path / "job.log").read_text()[-500:]
         assert outcome.violation.status == "ram_exceeded"
         assert "OOMKilled" in outcome.violation.reason
@@ -81,4 +81,17 @@ def test_host_pids_are_the_container_processes(runtime, tmp_path: Path) -> None:
         assert "mlcube.py" in cmdlines
     finally:
         handle.terminate(0.5)
+        handle.cleanup()
+
+
+def test_rss_guard_stops_a_docker_job_at_the_limit_and_records_its_peak(runtime, tmp_path: Path) -> None:
+    from fedsim.guard import RamGuard
+
+    handle = _launch(runtime, tmp_path, "memory_hog", ram_bytes=512 * MiB)
+    try:
+        outcome = supervise(handle, [DeadlineGuard(60), RamGuard(256 * MiB)])
+        assert outcome.violation is not None and outcome.violation.status == "ram_exceeded"
+        assert "exceeded the limit of 0.25 GiB" in outcome.violation.reason
+        assert outcome.usage.peak_rss_bytes and outcome.usage.peak_rss_bytes > 256 * MiB
+    finally:
         handle.cleanup()

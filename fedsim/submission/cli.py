@@ -1,0 +1,204 @@
+"""``fedsim check-submission`` and ``fedsim dry-run``; registered by :func:`register` from ``fedsim.cli``.
+
+Heavy imports live inside the command functions so ``fedsim --help`` stays fast. Exit codes of
+check-submission: 0 PASS, 1 FAIL, 2 fedsim itself could not run the check.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from fedsim.submission.options import (
+    MAX_IMAGE_GB,
+    OFFICIAL_GPU_MEMORY_GB,
+    OFFICIAL_RAM_GB,
+    OFFICIAL_TIMEOUT_PER_CASE_S,
+    OUTPUT_MB_PER_CASE,
+)
+
+RuntimeOpt = Annotated[
+    str,
+    typer.Option(
+        "--runtime", help="auto (docker in singularity-fidelity mode if an engine answers), docker, singularity, local"
+    ),
+]
+TimeoutOpt = Annotated[float, typer.Option("--timeout-per-case-s", min=0.1, help="wall clock per case (official: 180)")]
+RamOpt = Annotated[float, typer.Option("--ram-gb", min=0.01, help="RAM limit in GB (official: 40)")]
+GpuOpt = Annotated[float, typer.Option("--gpu-memory-gb", min=0.01, help="GPU memory limit in GB (official: 11)")]
+OutputOpt = Annotated[float, typer.Option("--output-mb-per-case", min=0.01, help="what infer may write per case")]
+ImageOpt = Annotated[float, typer.Option("--max-image-gb", min=0.01, help="largest acceptable image")]
+DataOpt = Annotated[
+    Path | None,
+    typer.Option("--data", help="prepared FeTS data (with --labels) or raw cases; default: synthetic toy cases"),
+]
+LabelsOpt = Annotated[Path | None, typer.Option("--labels", help="labels of prepared --data (<case>_final_seg...)")]
+CasesOpt = Annotated[int, typer.Option("--cases", min=1, max=50, help="number of synthetic toy cases")]
+WorkOpt = Annotated[Path | None, typer.Option("--work-dir", help="where data copies, outputs and logs go")]
+BaseOpt = Annotated[str | None, typer.Option("--base-image", help="BASE_IMAGE build argument (a site's mirror)")]
+
+
+def _consoles() -> tuple[Any, Any]:
+    from rich.console import Console
+
+    out = Console(width=None if sys.stdout.isatty() else 150)
+    err = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
+    return out, err
+
+
+@contextmanager
+def _interruptible(err: Any) -> Iterator[threading.Event]:
+    stop = threading.Event()
+
+    def _interrupt(_sig: int, _frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        err.print("interrupt: stopping running checks (press Ctrl-C again to abort at once) ...")
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, _interrupt)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _as_exit_2(err: Any) -> Any:
+    """fedsim's own errors exit with 2 here (1 means FAIL); the message stays one line."""
+    from fedsim.errors import FedsimError
+
+    @contextmanager
+    def guard() -> Iterator[None]:
+        try:
+            yield
+        except FedsimError as exc:
+            if exc.exit_code == 2:
+                raise
+            err.print(f"error: {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from exc
+
+    return guard()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("check-submission")
+    def check_submission_cmd(
+        submission: Annotated[str, typer.Argument(help="MLCube folder (or its mlcube.yaml), or a docker image")],
+        data: DataOpt = None,
+        labels: LabelsOpt = None,
+        runtime: RuntimeOpt = "auto",
+        timeout_per_case_s: TimeoutOpt = OFFICIAL_TIMEOUT_PER_CASE_S,
+        ram_gb: RamOpt = OFFICIAL_RAM_GB,
+        gpu_memory_gb: GpuOpt = OFFICIAL_GPU_MEMORY_GB,
+        output_mb_per_case: OutputOpt = OUTPUT_MB_PER_CASE,
+        max_image_gb: ImageOpt = MAX_IMAGE_GB,
+        cases: CasesOpt = 2,
+        json_out: Annotated[Path | None, typer.Option("--json", help="write the full report as JSON")] = None,
+        work_dir: WorkOpt = None,
+        base_image: BaseOpt = None,
+        keep: Annotated[bool, typer.Option("--keep", help="keep the work directory of a passing check")] = False,
+    ) -> None:
+        """Will the federation accept this submission? Static checks, a run on toy cases, output validation."""
+        from fedsim.executors.local import LocalExecutor
+        from fedsim.store import write_json_atomic
+        from fedsim.submission.check import check_submission, resolve_target
+        from fedsim.submission.options import CheckOptions
+        from fedsim.submission.render import report_view
+        from fedsim.submission.toydata import toy_data, user_data
+
+        out, err = _consoles()
+        options = CheckOptions(
+            runtime=runtime,
+            timeout_per_case_s=timeout_per_case_s,
+            ram_gb=ram_gb,
+            gpu_memory_gb=gpu_memory_gb,
+            output_mb_per_case=output_mb_per_case,
+            max_image_gb=max_image_gb,
+            base_image=base_image,
+            work_dir=work_dir,
+            keep=keep,
+        )
+        with _as_exit_2(err):
+            target = resolve_target(submission)
+            if data is not None:
+                check_data = user_data(data, labels, (work_dir or Path.cwd()).resolve() / ".fedsim-check-data")
+            else:
+                out.print(f"preparing {cases} toy cases (cached) ...", highlight=False)
+                check_data = toy_data(cases)
+            out.print(f"checking [bold]{target.name}[/] on {check_data.description} ...", highlight=False)
+            with LocalExecutor() as executor, _interruptible(err) as stop:
+                report = check_submission(
+                    target,
+                    options,
+                    check_data,
+                    executor,
+                    on_phase=lambda _n, p: out.print(f"  {p} ...", highlight=False),
+                    stop_event=stop,
+                )
+        out.print(report_view(report))
+        if json_out is not None:
+            write_json_atomic(json_out, report.to_dict())
+            out.print(f"wrote {json_out}", highlight=False)
+        if report.verdict != "PASS":
+            raise typer.Exit(1)
+
+    @app.command("dry-run")
+    def dry_run_cmd(
+        submissions: Annotated[Path, typer.Argument(help="a folder of MLCube folders, or a YAML list of cubes/images")],
+        out_dir: Annotated[Path, typer.Option("--out", help="where dry_run.csv and dry_run.json go")] = Path("dry-run"),
+        data: DataOpt = None,
+        labels: LabelsOpt = None,
+        runtime: RuntimeOpt = "auto",
+        timeout_per_case_s: TimeoutOpt = OFFICIAL_TIMEOUT_PER_CASE_S,
+        ram_gb: RamOpt = OFFICIAL_RAM_GB,
+        gpu_memory_gb: GpuOpt = OFFICIAL_GPU_MEMORY_GB,
+        output_mb_per_case: OutputOpt = OUTPUT_MB_PER_CASE,
+        max_image_gb: ImageOpt = MAX_IMAGE_GB,
+        cases: CasesOpt = 2,
+        work_dir: WorkOpt = None,
+        base_image: BaseOpt = None,
+        max_parallel: Annotated[
+            int | None, typer.Option("--max-parallel", min=1, help="checks in flight (default: 2 × CPUs)")
+        ] = None,
+    ) -> None:
+        """Check every submission concurrently (as GPUs, RAM and CPUs allow); a table plus CSV/JSON exports."""
+        from fedsim.submission.dryrun import DryRunProgress, dry_run, load_submissions, write_exports
+        from fedsim.submission.options import CheckOptions
+        from fedsim.submission.render import dry_run_table
+        from fedsim.submission.toydata import toy_data, user_data
+
+        out, err = _consoles()
+        options = CheckOptions(
+            runtime=runtime,
+            timeout_per_case_s=timeout_per_case_s,
+            ram_gb=ram_gb,
+            gpu_memory_gb=gpu_memory_gb,
+            output_mb_per_case=output_mb_per_case,
+            max_image_gb=max_image_gb,
+            base_image=base_image,
+            work_dir=(work_dir or out_dir / "work").resolve(),
+        )
+        with _as_exit_2(err):
+            targets = load_submissions(submissions)
+            check_data = toy_data(cases) if data is None else user_data(data, labels, out_dir.resolve() / "data")
+            out.print(
+                f"dry run of {len(targets)} submissions on {check_data.description} "
+                f"(limits: {timeout_per_case_s:g} s/case, {ram_gb:g} GB RAM, {gpu_memory_gb:g} GB GPU)",
+                highlight=False,
+            )
+            with _interruptible(err) as stop, DryRunProgress(out, [t.name for t in targets]) as progress:
+                reports = dry_run(
+                    targets, options, check_data, on_phase=progress, stop_event=stop, max_parallel=max_parallel
+                )
+            out.print(dry_run_table(reports))
+            for path in write_exports(reports, out_dir):
+                out.print(f"wrote {path}", highlight=False)
+        if stop.is_set():
+            raise typer.Exit(130)
