@@ -17,7 +17,7 @@ import yaml
 
 from fedsim import __version__
 from fedsim.cube import CubeSpec, image_only_cube, load_cube
-from fedsim.errors import SpecError, StoreError
+from fedsim.errors import FedsimError, SpecError, StoreError
 from fedsim.executors.base import Executor
 from fedsim.executors.local import LocalExecutor
 from fedsim.pipeline.job import Job, JobKind, JobResult, JobStatus
@@ -41,6 +41,7 @@ class RunOptions:
     max_sites: int | None = None
     rank: bool = True
     resume: str | None = None  # the id of an interrupted run in runs_dir to continue
+    report: bool = True  # write report.html (plots, tables) at the end
 
 
 @dataclass
@@ -53,6 +54,7 @@ class RunReport:
     ranking: Any = None
     interrupted: bool = False
     duration_s: float = 0.0
+    report_html: Path | None = None
 
 
 def load_cubes(bench: BenchmarkSpec) -> Cubes:
@@ -263,6 +265,13 @@ def run_benchmark(
         write_summary(report, started_wall)
     if options.rank and not report.interrupted:
         report.ranking = rank_run(report)
+    if options.report:
+        from fedsim.report.html import write_report
+
+        try:
+            report.report_html = write_report(run.root).html
+        except FedsimError as exc:  # a report problem never turns a finished run into a failure
+            say(f"warning: the HTML report could not be written: {exc}")
     return report
 
 

@@ -72,6 +72,8 @@ def test_failing_and_hanging_models_are_recorded_and_penalised(tmp_path: Path) -
     # the ranking puts the baseline first
     assert report.ranking is not None and report.ranking.final_rank["baseline"] == 1
     assert (run / "ranking" / "final_ranks_rankThenMean.csv").is_file()
+    assert report.report_html == run / "report.html" and report.report_html.is_file()
+    assert (run / "results_long.csv").is_file()
 
 
 def test_cli_run_plain_output(tmp_path: Path) -> None:

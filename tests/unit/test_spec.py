@@ -28,7 +28,7 @@ def test_bundled_benchmark_and_sites_load() -> None:
     bench = load_benchmark(BENCH)
     assert bench.limits.timeout_per_case_s == 180
     assert bench.limits.gpu_memory_gb == 11 and bench.limits.ram_gb == 40
-    assert [m.name for m in bench.models] == ["baseline"]
+    assert [m.name for m in bench.models] == ["baseline", "region_grow"]
     sites = load_sites(bench.sites)
     assert [s.name for s in sites] == ["site_a", "site_b", "site_c"]
     assert len({s.data.synthesize.shift for s in sites if s.data.synthesize}) == 3  # distinct shifts

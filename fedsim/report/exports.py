@@ -1,0 +1,138 @@
+"""Machine-readable exports of a run: ``results_long.csv`` (one value per row) and ``summary_report.json``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from fedsim.report.loader import RunData, split_metric
+from fedsim.report.stability import RankStability
+from fedsim.store.atomic import write_json_atomic, write_text_atomic
+
+__all__ = ["LONG_COLUMNS", "long_rows", "site_means", "summary_dict", "write_results_long", "write_summary_json"]
+
+LONG_COLUMNS = ("site", "case", "model", "region", "metric", "value")
+
+
+def long_rows(data: RunData) -> Iterator[tuple[str, str, str, str, str, float]]:
+    """``(site, case, model, region, metric, value)`` for every metric value of every site; NaN is NA."""
+    for site in sorted(data.institutions):
+        inst = data.institutions[site]
+        for case in inst.case_ids:
+            for model in sorted(inst.cases[case]):
+                for key, value in inst.cases[case][model].items():
+                    metric, region = split_metric(key)
+                    yield site, case, model, region, metric, value
+
+
+def _format(value: float) -> str:
+    if math.isnan(value):
+        return ""
+    if value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return repr(value)
+
+
+def write_results_long(data: RunData, path: Path) -> Path:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(LONG_COLUMNS)
+    for site, case, model, region, metric, value in long_rows(data):
+        writer.writerow((site, case, model, region, metric, _format(value)))
+    write_text_atomic(path, buffer.getvalue())
+    return path
+
+
+def site_means(data: RunData, key: str) -> dict[str, dict[str, float | None]]:
+    """``means[model][site]`` of one flat metric key over the site's cases, NA values left out."""
+    out: dict[str, dict[str, float | None]] = {}
+    for model in data.models:
+        row: dict[str, float | None] = {}
+        for site in data.sites:
+            inst = data.institutions.get(site)
+            values = []
+            if inst is not None:
+                for per_case in inst.cases.values():
+                    v = per_case.get(model, {}).get(key, math.nan)
+                    if math.isfinite(v):
+                        values.append(v)
+            row[site] = math.fsum(values) / len(values) if values else None
+        out[model] = row
+    return out
+
+
+def metric_keys(data: RunData) -> list[str]:
+    """Flat metric keys present in the run, in the metrics cube's order."""
+    seen: dict[str, None] = {}
+    for inst in data.institutions.values():
+        for per_case in inst.cases.values():
+            for metrics in per_case.values():
+                seen.update(dict.fromkeys(metrics))
+    return list(seen)
+
+
+def summary_dict(data: RunData, stability: RankStability | None) -> dict[str, Any]:
+    jobs = data.jobs
+    statuses: dict[str, int] = {}
+    for j in jobs:
+        statuses[j.status] = statuses.get(j.status, 0) + 1
+    ranking: dict[str, Any] | None = None
+    if data.ranking is not None:
+        r = data.ranking
+        ranking = {
+            "method": r.method,
+            "algorithms": list(r.algorithms),
+            "final_rank": r.final_rank,
+            "final_score": r.final_score,
+            "institution_scores": r.institution_scores,
+            "significant_wins": r.significant_wins,
+            "significant": r.significant,
+        }
+    means = {
+        key: site_means(data, key)
+        for key in metric_keys(data)
+        if split_metric(key)[0] in {"Dice", "Hausdorff95", "Sensitivity", "Specificity", "Precision"}
+    }
+    from fedsim import __version__
+
+    return {
+        "run_id": data.run_id,
+        "benchmark": data.summary.get("benchmark") or data.benchmark.get("name"),
+        "fedsim_version": data.summary.get("fedsim_version"),
+        "report_fedsim_version": __version__,
+        "started_at": data.summary.get("started_at"),
+        "duration_s": data.summary.get("duration_s"),
+        "interrupted": data.summary.get("interrupted", False),
+        "sites": list(data.sites),
+        "models": list(data.models),
+        "cases": {s: len(i.cases) for s, i in data.institutions.items()},
+        "jobs": {"total": len(jobs), "by_status": statuses},
+        "failures": [
+            {"site": j.site, "job": j.name, "status": j.status, "reason": j.reason, "exit_code": j.exit_code}
+            for j in jobs
+            if not j.ok
+        ],
+        "ranking": ranking,
+        "stability": stability.to_dict() if stability is not None else None,
+        "site_means": means,
+    }
+
+
+def write_summary_json(data: RunData, stability: RankStability | None, path: Path) -> Path:
+    write_json_atomic(path, _finite(summary_dict(data, stability)))
+    return path
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: write null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
