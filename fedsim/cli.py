@@ -64,6 +64,16 @@ def run_benchmark_cmd(
     run_id: Annotated[str | None, typer.Option("--run-id", help="name of the run directory")] = None,
     model: Annotated[list[str] | None, typer.Option("--model", help="only run these models (repeatable)")] = None,
     max_sites: Annotated[int | None, typer.Option("--max-sites", help="sites running at once (default: CPUs)")] = None,
+    executor_name: Annotated[
+        str, typer.Option("--executor", help="where jobs run: local (this machine) or ray (a Ray cluster)")
+    ] = "local",
+    ray_address: Annotated[
+        str, typer.Option("--ray-address", help="Ray head HOST:PORT, 'auto', or 'local' (with --executor ray)")
+    ] = "auto",
+    ray_shared_dir: Annotated[
+        Path | None,
+        typer.Option("--ray-shared-dir", help="directory every Ray node mounts at the same path (holds --runs-dir)"),
+    ] = None,
     resume: Annotated[
         str | None,
         typer.Option("--resume", help="continue an interrupted run (its id in --runs-dir); finished jobs are kept"),
@@ -75,6 +85,8 @@ def run_benchmark_cmd(
 
     if runtime is not None and runtime not in {"auto", "local", "docker", "singularity"}:
         raise typer.BadParameter("choose auto, local, docker or singularity", param_hint="--runtime")
+    if executor_name not in {"local", "ray"}:
+        raise typer.BadParameter("choose local or ray", param_hint="--executor")
     options = RunOptions(
         benchmark=benchmark,
         sites=tuple(sites or ()),
@@ -90,6 +102,11 @@ def run_benchmark_cmd(
         f"benchmark [bold]{bench.name}[/]: {len(site_specs)} sites × {len(bench.models)} models "
         f"({', '.join(m.name for m in bench.models)})"
     )
+    from fedsim.executors import Executor, make_executor
+
+    executor: Executor | None = None
+    if executor_name == "ray":
+        executor = make_executor("ray", address=ray_address, shared_dir=ray_shared_dir)
     stop = threading.Event()
 
     def _interrupt(_sig: int, _frame: Any) -> None:
@@ -101,7 +118,7 @@ def run_benchmark_cmd(
     previous = signal.signal(signal.SIGINT, _interrupt)
     try:
         with RunProgress(out) as progress:
-            report = run_benchmark(options, on_event=progress, on_message=out.print, stop_event=stop)
+            report = run_benchmark(options, on_event=progress, on_message=out.print, executor=executor, stop_event=stop)
     finally:
         signal.signal(signal.SIGINT, previous)
     out.print(final_table(report))
@@ -111,6 +128,8 @@ def run_benchmark_cmd(
     for r in failed:
         out.print(f"[yellow]{r.site}/{r.name}[/]: {r.status.value} — {r.reason}", highlight=False, soft_wrap=True)
     out.print(f"results: {report.run.root}  ({report.duration_s:.1f}s)")
+    if report.report_html is not None:
+        out.print(f"report: {report.report_html}")
     if report.interrupted:
         err.print(
             f"run interrupted; finished work is kept in {report.run.root}. Resume with: "
@@ -202,8 +221,16 @@ def rank_cmd(
 # Command groups that live beside their feature: each module exposes ``register(app)`` and imports its heavy
 # dependencies inside the command functions, so ``fedsim --help`` stays fast. One line per feature below.
 # --- feature commands ---
-from fedsim.submission.cli import register as _register_submission; _register_submission(app)  # noqa: E402, E702, I001
-from fedsim.stress.cli import register as _register_stress; _register_stress(app)  # noqa: E402, E702, I001
+def _register_features() -> None:
+    from fedsim.report.cli import register as register_report
+    from fedsim.stress.cli import register as register_stress
+    from fedsim.submission.cli import register as register_submission
+
+    for register in (register_submission, register_report, register_stress):
+        register(app)
+
+
+_register_features()
 # --- end feature commands ---
 
 

@@ -67,6 +67,7 @@ def ensure_site_data(site: SiteSpec) -> Path:
             spacing=tuple(spec.spacing),
             shift=SiteShift(**spec.shift.model_dump()),
             case_prefix=site.name,
+            shifts=[x.model_dump() for x in spec.shifts],
         )
         (directory / DONE_MARKER).write_text(json.dumps(spec.model_dump(mode="json"), sort_keys=True))
     return directory

@@ -112,12 +112,28 @@ class ShiftSpec(_Frozen):
     contrast_gamma: PositiveFloat = 1.0
 
 
+class ShiftRefSpec(_Frozen):
+    """One of the stress test's acquisition shifts (``fedsim.synth.shifts``) at a severity level."""
+
+    name: Literal["intensity", "bias", "noise", "thick_slices", "gamma", "missing", "swap", "misregistration"]
+    level: int = Field(ge=0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _known_level(self) -> ShiftRefSpec:
+        from fedsim.synth.shifts import parse_shift_list
+
+        parse_shift_list([self.model_dump()])  # ValueError: "shift 'missing' has levels 0..3, got 4"
+        return self
+
+
 class SynthesizeSpec(_Frozen):
     cases: PositiveInt = 3
     seed: int = 0
     shape: tuple[PositiveInt, PositiveInt, PositiveInt] = (240, 240, 155)
     spacing: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = (1.0, 1.0, 1.0)
     shift: ShiftSpec = ShiftSpec()
+    shifts: tuple[ShiftRefSpec, ...] = ()
 
 
 class SiteDataSpec(_Frozen):

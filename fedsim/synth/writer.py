@@ -11,7 +11,7 @@ import io
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import nibabel as nib
@@ -94,6 +94,7 @@ def synthesize_site(
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
     shift: SiteShift = SiteShift(),  # noqa: B008  (frozen dataclass: a safe default)
     case_prefix: str = "case",
+    shifts: Sequence[Mapping[str, object]] = (),
 ) -> list[str]:
     """Write ``n_cases`` cases as ``out_dir/<case>/<case>_{t1,t1ce,t2,flair,seg}.nii.gz``; return the ids.
 
@@ -111,6 +112,10 @@ def synthesize_site(
     for i in range(1, n_cases + 1):
         case_id = f"{case_prefix}_{i:03d}"
         volumes = synthesize_case(case_seed(seed, i), shape, shift)
+        if shifts:  # the stress test's acquisition shifts, so a site can be described in the same terms
+            from fedsim.synth.shifts import apply_shift_list
+
+            volumes = apply_shift_list(volumes, list(shifts), case_seed=case_seed(seed, i))
         write_case(out_dir, case_id, volumes, spacing)
         ids.append(case_id)
     return ids
