@@ -47,6 +47,7 @@ class Isolation:
     pids_limit: int = 4096
     tmpfs_bytes: int = 64 * 1024 * 1024  # /tmp under singularity fidelity (a hospital's writable tmpfs)
     untrusted_tmpfs_bytes: int = 1024 * 1024 * 1024  # /tmp of other untrusted containers; counts as RAM
+    cpus: float | None = None  # the site's CPU count, as a CPU quota where the runtime can set one
     base_image: str | None = None
 
 

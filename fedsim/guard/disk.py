@@ -67,7 +67,7 @@ class _OutputWatch(Watch):
 
 class OutputSizeGuard(Guard):
     def __init__(
-        self, paths: tuple[Path, ...], limit_bytes: int, interval_s: float = 0.5, max_entries: int = 100_000
+        self, paths: tuple[Path, ...], limit_bytes: int, interval_s: float = 0.1, max_entries: int = 100_000
     ) -> None:
         self.paths = paths
         self.limit_bytes = limit_bytes

@@ -1,29 +1,52 @@
-"""Host RAM of a job's process tree (local and singularity jobs; docker has its own cgroup limit).
+"""Host RAM of a job, sampled on every tick; above the limit the job is stopped.
 
-The sum of RSS over the job's processes is sampled on each tick; above the limit the job is stopped.
-RSS double-counts shared pages, so the recorded peak is an upper bound — the safe side for a limit.
+Two sources, by what the runtime provides:
+- a container (its own memory cgroup): the cgroup's usage without reclaimable page cache. The kernel
+  already caps it at the limit, but a job pinned at the limit thrashes for many seconds before the OOM
+  killer acts; holding at >= 97 % of the limit for a second counts as exceeding it, so the job is recorded
+  as ``ram_exceeded`` instead of running into its deadline.
+- plain processes (local, singularity): the sum of PSS over the process tree, which splits pages shared
+  between forked processes instead of counting them once per process as RSS would.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 
 import psutil
 
 from fedsim.guard.base import Guard, Usage, Violation, Watch
+from fedsim.guard.cgroup import CgroupMemory
 from fedsim.runtimes.base import ProcessHandle
 
 GiB = 1024**3
+PINNED_FRACTION = 0.97
+PINNED_SECONDS = 1.0
 
 
 class _RamWatch(Watch):
-    def __init__(self, handle: ProcessHandle, limit_bytes: int | None) -> None:
+    def __init__(self, handle: ProcessHandle, limit_bytes: int | None, use_cgroup: bool) -> None:
         self._handle = handle
         self._limit = limit_bytes
         self._peak = 0
         self._procs: dict[int, psutil.Process] = {}
+        self._use_cgroup = use_cgroup
+        self._cgroup: CgroupMemory | None = None
+        self._pinned_since: float | None = None
 
-    def poll(self) -> Violation | None:
+    def _cgroup_usage(self) -> int | None:
+        if self._cgroup is None:
+            root = self._handle.root_pid()
+            if root is None:
+                return None
+            self._cgroup = CgroupMemory.of_pid(root)
+            if self._cgroup is None:
+                self._use_cgroup = False  # unreadable here: fall back to the process tree
+                return None
+        return self._cgroup.usage()
+
+    def _tree_usage(self) -> int:
         total = 0
         for pid in self._handle.host_pids():
             proc = self._procs.get(pid)
@@ -33,12 +56,32 @@ class _RamWatch(Watch):
                 except psutil.Error:
                     continue
             with contextlib.suppress(psutil.Error):
-                total += proc.memory_info().rss
+                info = proc.memory_full_info()
+                total += getattr(info, "pss", info.rss)
+        return total
+
+    def poll(self) -> Violation | None:
+        total = self._cgroup_usage() if self._use_cgroup else None
+        if total is None:
+            total = self._tree_usage()
         self._peak = max(self._peak, total)
-        if self._limit is not None and total > self._limit:
+        if self._limit is None:
+            return None
+        if total > self._limit:
             return Violation(
                 "ram_exceeded", f"RAM {total / GiB:.2f} GiB exceeded the limit of {self._limit / GiB:.2f} GiB"
             )
+        if self._use_cgroup and total >= PINNED_FRACTION * self._limit:
+            now = time.monotonic()
+            self._pinned_since = self._pinned_since or now
+            if now - self._pinned_since >= PINNED_SECONDS:
+                return Violation(
+                    "ram_exceeded",
+                    f"RAM held at the limit of {self._limit / GiB:.2f} GiB ({total / GiB:.2f} GiB) for "
+                    f"{PINNED_SECONDS:g} s: the job needs more memory than the federation allows",
+                )
+        else:
+            self._pinned_since = None
         return None
 
     def stop(self, usage: Usage) -> None:
@@ -47,8 +90,9 @@ class _RamWatch(Watch):
 
 
 class RamGuard(Guard):
-    def __init__(self, limit_bytes: int | None) -> None:
+    def __init__(self, limit_bytes: int | None, *, use_cgroup: bool = False) -> None:
         self.limit_bytes = limit_bytes
+        self.use_cgroup = use_cgroup
 
     def watch(self, handle: ProcessHandle) -> _RamWatch:
-        return _RamWatch(handle, self.limit_bytes)
+        return _RamWatch(handle, self.limit_bytes, self.use_cgroup)

@@ -100,6 +100,7 @@ def execute_job(
                 singularity_fidelity=job.untrusted and job.runtime == "singularity" and name == "docker",
                 ram_bytes=job.limits.ram_bytes,
                 base_image=job.base_image,
+                cpus=job.limits.cpus,
             ),
             gpu_ids=job.gpu_ids,
             only=MODEL_PARAMETERS if job.kind is JobKind.INFER else None,
@@ -124,9 +125,9 @@ def execute_job(
         return result
 
     guards: list[Guard] = [DeadlineGuard(job.limits.deadline_s(num_cases))]
-    # RSS sampling for every runtime: it records the peak, and under docker it stops a job at the limit
-    # within a tick instead of leaving it thrashing in its cgroup for seconds before the OOM killer acts.
-    guards.append(RamGuard(job.limits.ram_bytes))
+    # RAM sampling for every runtime: it records the peak, and under docker (the container's cgroup) it stops
+    # a job pinned at its limit instead of leaving it thrashing for seconds before the OOM killer acts.
+    guards.append(RamGuard(job.limits.ram_bytes, use_cgroup=runtime.capabilities.enforces_memory_limit))
     if job.limits.output_bytes_per_case is not None:
         outputs = tuple(p.host_path for p in inv.parameters if p.io == "output" and p.type == "directory")
         guards.append(OutputSizeGuard(outputs, job.limits.output_bytes_per_case * max(1, num_cases)))

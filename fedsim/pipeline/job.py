@@ -45,6 +45,7 @@ class JobLimits:
     gpu_memory_bytes: int | None = None
     gpus: int = 0
     output_bytes_per_case: int | None = None  # models: a cap on what they may write into output_path
+    cpus: int | None = None  # the site's CPUs: a quota for submissions
 
     def deadline_s(self, num_cases: int) -> float:
         if self.timeout_per_case_s is not None:
@@ -100,6 +101,7 @@ class JobResult:
     peak_gpu_memory_bytes: int | None = None
     gpu_ids: list[str] = field(default_factory=list)
     log: str | None = None
+    node: str | None = None  # the Ray node that ran the job (None under the local executor)
 
     @property
     def key(self) -> str:

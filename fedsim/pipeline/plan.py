@@ -41,6 +41,7 @@ def _limits_for_model(bench: BenchmarkSpec, site: SiteSpec, cube: CubeSpec) -> J
         gpu_memory_bytes=int(gpu * GiB),
         gpus=min(cube.platform.accelerator_count, site.hardware.gpus) if site.hardware.gpus else 0,
         output_bytes_per_case=int(bench.limits.output_mb_per_case * 1024**2),
+        cpus=site.hardware.cpus,
     )
 
 

@@ -25,8 +25,10 @@ from fedsim.cube import CubeSpec, Invocation, container_mounts
 from fedsim.errors import RuntimeUnavailable
 from fedsim.runtimes.base import Capabilities, ProcessHandle, Runtime
 from fedsim.runtimes.images import ImageBuilder
+from fedsim.runtimes.paths import host_paths
 
 LABEL = "fedsim"
+MAX_LOG_BYTES = 64 * 2**20
 NOBODY = 65534
 FIDELITY_HOME = "/home/fedsim-nohome"
 
@@ -62,6 +64,10 @@ def container_config(inv: Invocation, image: str, user: tuple[int, int]) -> dict
         cfg["pids_limit"] = iso.pids_limit
         # no unbounded writable layer: the image is read-only and /tmp is a tmpfs charged to the memory cgroup
         cfg["read_only"] = True
+        # no unbounded engine-side log either (the job log fedsim streams is capped separately)
+        cfg["log_config"] = {"type": "json-file", "config": {"max-size": "20m", "max-file": "1"}}
+        if iso.cpus:
+            cfg["nano_cpus"] = int(min(iso.cpus, os.cpu_count() or 1) * 1e9)
         cfg["tmpfs"] = {"/tmp": f"rw,nosuid,nodev,size={iso.untrusted_tmpfs_bytes},mode=1777"}
     if iso.singularity_fidelity:
         cfg["read_only"] = True
@@ -91,6 +97,10 @@ def docker_argv(cfg: dict[str, Any]) -> list[str]:
         argv.append(f"--security-opt={opt}")
     if "pids_limit" in cfg:
         argv.append(f"--pids-limit={cfg['pids_limit']}")
+    if "nano_cpus" in cfg:
+        argv.append(f"--cpus={cfg['nano_cpus'] / 1e9:g}")
+    if "log_config" in cfg:
+        argv += ["--log-driver=json-file", "--log-opt=max-size=20m", "--log-opt=max-file=1"]
     if cfg.get("read_only"):
         argv.append("--read-only")
     for path, opts in cfg.get("tmpfs", {}).items():
@@ -116,6 +126,7 @@ class DockerRuntime(Runtime):
             raise RuntimeUnavailable(f"no Docker engine answers: {exc}") from exc
         self.images = ImageBuilder(self.client)
         self.user = container_user()
+        self.host_paths = host_paths(self.client)  # fedsim in a container: mount sources are the host's paths
         self._prepared: dict[tuple[str, str | None], str] = {}
 
     def prepare(self, cube: CubeSpec, base_image: str | None = None) -> None:
@@ -132,6 +143,7 @@ class DockerRuntime(Runtime):
 
         image = self.images.ensure(inv.cube, inv.isolation.base_image)
         cfg = container_config(inv, image, self.user)
+        cfg["mounts"] = [(self.host_paths.to_host(src), dst, ro) for src, dst, ro in cfg["mounts"]]
         handed = _hand_over(inv, self.user)
         kwargs = {k: v for k, v in cfg.items() if k not in {"mounts", "gpu_device_ids"}}
         kwargs["mounts"] = [Mount(target=dst, source=src, type="bind", read_only=ro) for src, dst, ro in cfg["mounts"]]
@@ -197,9 +209,14 @@ class ContainerHandle(ProcessHandle):
         self._done.set()
 
     def _follow_logs(self, log_path: Path) -> None:
+        written = 0
         with contextlib.suppress(Exception), open(log_path, "ab", buffering=0) as fh:
             for chunk in self.container.logs(stream=True, follow=True, stdout=True, stderr=True):
-                fh.write(chunk)
+                if written < MAX_LOG_BYTES:
+                    fh.write(chunk[: MAX_LOG_BYTES - written])
+                    written += len(chunk)
+                    if written >= MAX_LOG_BYTES:
+                        fh.write(f"\n[fedsim: log truncated at {MAX_LOG_BYTES // 2**20} MiB]\n".encode())
 
     def root_pid(self) -> int | None:
         return self._init_pid

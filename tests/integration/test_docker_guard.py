@@ -95,3 +95,16 @@ def test_rss_guard_stops_a_docker_job_at_the_limit_and_records_its_peak(runtime,
         assert outcome.usage.peak_rss_bytes and outcome.usage.peak_rss_bytes > 256 * MiB
     finally:
         handle.cleanup()
+
+
+def test_cgroup_accounting_stops_a_container_pinned_at_its_limit(runtime, tmp_path: Path) -> None:
+    from fedsim.guard import RamGuard
+
+    handle = _launch(runtime, tmp_path, "memory_hog", ram_bytes=384 * MiB)
+    try:
+        outcome = supervise(handle, [DeadlineGuard(60), RamGuard(384 * MiB, use_cgroup=True)])
+        assert outcome.violation is not None and outcome.violation.status == "ram_exceeded", outcome
+        assert outcome.usage.peak_rss_bytes and outcome.usage.peak_rss_bytes > 300 * MiB
+        assert outcome.duration_s < 20
+    finally:
+        handle.cleanup()
