@@ -60,6 +60,23 @@ class CgroupMemory:
         cur = self._int("memory.usage_in_bytes")
         return None if cur is None else max(0, cur - self._stat("total_inactive_file"))
 
+    def anon(self) -> int:
+        """Anonymous memory (heap, stacks): what cannot be reclaimed without swap, which jobs do not get."""
+        return self._stat("anon") if self.v2 else self._stat("total_rss")
+
+    def failures(self) -> int | None:
+        """How often the cgroup hit its limit (v1 ``memory.failcnt``, v2 ``max`` in ``memory.events``)."""
+        if not self.v2:
+            return self._int("memory.failcnt")
+        try:
+            for line in (self.directory / "memory.events").read_text().splitlines():
+                k, _, v = line.partition(" ")
+                if k == "max":
+                    return int(v)
+        except (OSError, ValueError):
+            pass
+        return None
+
     def peak(self) -> int | None:
         """The kernel's own high-water mark (includes page cache; an upper bound)."""
         return self._int("memory.peak") if self.v2 else self._int("memory.max_usage_in_bytes")

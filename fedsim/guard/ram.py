@@ -3,8 +3,9 @@
 Two sources, by what the runtime provides:
 - a container (its own memory cgroup): the cgroup's usage without reclaimable page cache. The kernel
   already caps it at the limit, but a job pinned at the limit thrashes for many seconds before the OOM
-  killer acts; holding at >= 97 % of the limit for a second counts as exceeding it, so the job is recorded
-  as ``ram_exceeded`` instead of running into its deadline.
+  killer acts; anonymous memory at >= 90 % of the limit while the cgroup keeps hitting its limit for a
+  second counts as exceeding it, so the job is recorded as ``ram_exceeded`` instead of running into its
+  deadline. (A job whose page cache fills the cgroup is not affected: page cache is not anonymous.)
 - plain processes (local, singularity): the sum of PSS over the process tree, which splits pages shared
   between forked processes instead of counting them once per process as RSS would.
 """
@@ -21,7 +22,7 @@ from fedsim.guard.cgroup import CgroupMemory
 from fedsim.runtimes.base import ProcessHandle
 
 GiB = 1024**3
-PINNED_FRACTION = 0.97
+PINNED_FRACTION = 0.90
 PINNED_SECONDS = 1.0
 
 
@@ -34,6 +35,7 @@ class _RamWatch(Watch):
         self._use_cgroup = use_cgroup
         self._cgroup: CgroupMemory | None = None
         self._pinned_since: float | None = None
+        self._failures: int | None = None
 
     def _cgroup_usage(self) -> int | None:
         if self._cgroup is None:
@@ -71,14 +73,24 @@ class _RamWatch(Watch):
             return Violation(
                 "ram_exceeded", f"RAM {total / GiB:.2f} GiB exceeded the limit of {self._limit / GiB:.2f} GiB"
             )
-        if self._use_cgroup and total >= PINNED_FRACTION * self._limit:
-            now = time.monotonic()
+        if self._use_cgroup and self._cgroup is not None:
+            return self._pinned(self._cgroup)
+        return None
+
+    def _pinned(self, cg: CgroupMemory) -> Violation | None:
+        assert self._limit is not None
+        anon, failures = cg.anon(), cg.failures()
+        hitting = failures is not None and self._failures is not None and failures > self._failures
+        self._failures = failures if failures is not None else self._failures
+        now = time.monotonic()
+        if anon >= PINNED_FRACTION * self._limit and (hitting or self._pinned_since is not None):
             self._pinned_since = self._pinned_since or now
-            if now - self._pinned_since >= PINNED_SECONDS:
+            if now - self._pinned_since >= PINNED_SECONDS and hitting:
                 return Violation(
                     "ram_exceeded",
-                    f"RAM held at the limit of {self._limit / GiB:.2f} GiB ({total / GiB:.2f} GiB) for "
-                    f"{PINNED_SECONDS:g} s: the job needs more memory than the federation allows",
+                    f"RAM held at the limit of {self._limit / GiB:.2f} GiB ({anon / GiB:.2f} GiB in use, the "
+                    f"container hitting its limit for {now - self._pinned_since:.1f} s): the job needs more "
+                    "memory than the federation allows",
                 )
         else:
             self._pinned_since = None

@@ -10,8 +10,9 @@ model did reached the next job. What stops each behaviour:
 - read the labels (cubes/hostile_read_labels): labels never mounted into a model → succeeded, none found
 - become root (cubes/hostile_root): non-root user, ``cap_drop=ALL``, no-new-privileges → succeeded
 - setuid-root binary (hostile/setuid_escalation): no-new-privileges ignores the setuid bit → succeeded
-- fork bomb (hostile/fork_bomb): ``pids_limit=4096`` (EAGAIN), then the deadline → timeout (see ALSO_SEEN)
-- memory bomb (cubes/memory_hog): ``mem_limit == memswap_limit`` → ram_exceeded (OOMKilled; see ALSO_SEEN)
+- fork bomb (hostile/fork_bomb): ``pids_limit=4096`` (EAGAIN), then the deadline → timeout (its shared pages
+  are counted once, from the container's cgroup, so it is not mistaken for a RAM hog)
+- memory bomb (cubes/memory_hog): ``mem_limit == memswap_limit`` and the cgroup watch → ram_exceeded
 - disk fill of output_path (hostile/disk_fill): OutputSizeGuard, per-case output limit → output_exceeded
 - silent hang (hostile/silent_hang), chatty hang (hostile/chatty_hang): wall-clock DeadlineGuard → timeout
 - ignores SIGTERM (hostile/ignore_sigterm): DeadlineGuard kills with SIGKILL (``docker kill``) → timeout
@@ -246,7 +247,8 @@ CONTAINED = {  # the attack fails inside the container; the job itself succeeds
 }
 KILLED = {  # status, reason pattern, a log line proving the behaviour really ran
     "fork_bomb": ("timeout", r"wall-clock limit of 10 s reached", "FORK_BOMB: started"),
-    "memory_bomb": ("ram_exceeded", r"OOMKilled", "holding "),
+    # the cgroup watch stops it once pinned at the limit; the kernel's OOM kill is the backstop
+    "memory_bomb": ("ram_exceeded", r"RAM held at the limit of 2\.00 GiB|OOMKilled", "holding "),
     "disk_fill": ("output_exceeded", r"wrote \d+ MiB into output_path, over the limit of 8 MiB", "DISK_FILL: "),
     "silent_hang": ("timeout", r"wall-clock limit of 10 s reached", "SILENT_HANG: sleeping forever"),
     "chatty_hang": ("timeout", r"wall-clock limit of 10 s reached", "CHATTY_HANG: still working, step 100 "),
@@ -254,16 +256,6 @@ KILLED = {  # status, reason pattern, a log line proving the behaviour really ra
 }
 # Killing a tree of 4096 processes and tearing down its PID namespace takes a few seconds more.
 KILL_SLACK_S = {"fork_bomb": 6.0}
-# Outcomes the core currently also produces (each has an xfail test below naming the core bug):
-# - the RSS-sum RAM guard counts the fork bomb's copy-on-write shared pages once per process (4096 × ~0.7 MB
-#   reads as 2.8 GiB while its cgroup holds ~1.2 GiB) and kills it as ram_exceeded before the deadline;
-# - a memory bomb at a 2 GiB docker limit may thrash (page-cache reclaim) for 10-30 s before the kernel's OOM
-#   killer fires (cgroup v1, kernel 6.18); RSS can never exceed the cgroup limit, so the RAM guard cannot fire
-#   either, and the deadline stops it first.
-ALSO_SEEN = {
-    "fork_bomb": ("ram_exceeded", r"RAM [\d.]+ GiB exceeded the limit of 2\.00 GiB"),
-    "memory_bomb": ("timeout", r"wall-clock limit of 10 s reached"),
-}
 
 
 def test_the_suite_covers_every_hostile_model() -> None:
@@ -284,8 +276,6 @@ def test_killed_job_is_recorded_with_its_reason(hostile_run: HostileRun, model: 
     status, reason, line = KILLED[model]
     job = hostile_run.jobs[f"infer.{model}"]
     log = hostile_run.log(model)
-    if model in ALSO_SEEN and job["status"] == ALSO_SEEN[model][0]:
-        status, reason = ALSO_SEEN[model]
     if model == "memory_bomb":
         held = [int(n) for n in re.findall(r"^holding (\d+) MiB", log, re.MULTILINE)]
         assert held and max(held) >= 0.9 * RAM_GB * 1024, log[-500:]  # it did reach the memory limit
@@ -296,17 +286,10 @@ def test_killed_job_is_recorded_with_its_reason(hostile_run: HostileRun, model: 
         assert DEADLINE_S <= job["duration_s"] < DEADLINE_S + KILL_SLACK_S.get(model, 3.0), job
 
 
-@pytest.mark.xfail(reason="core: docker RAM limits rely on the kernel OOM killer, which can thrash for 10-30 s at "
-                          "the limit; the job then dies at the deadline as 'timeout'",
-                   strict=False)  # fmt: skip
 def test_memory_bomb_is_attributed_to_ram(hostile_run: HostileRun) -> None:
     assert hostile_run.jobs["infer.memory_bomb"]["status"] == "ram_exceeded", hostile_run.jobs["infer.memory_bomb"]
 
 
-@pytest.mark.xfail(reason="core: the RAM guard sums RSS over the container's processes, counting copy-on-write "
-                          "shared pages once per process: a fork bomb (or forked data-loader workers) reads as "
-                          "over the limit while its cgroup is far below it",
-                   strict=False)  # fmt: skip
 def test_fork_bomb_is_not_misattributed_to_ram(hostile_run: HostileRun) -> None:
     assert hostile_run.jobs["infer.fork_bomb"]["status"] == "timeout", hostile_run.jobs["infer.fork_bomb"]
 
