@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fedsim import __version__
@@ -81,7 +80,7 @@ def run_benchmark_cmd(
 ) -> None:
     """Run every site's data prep, every model's inference and the metrics, then rank the models."""
     from fedsim.pipeline.run import RunOptions, prepare_run, resume_options, run_benchmark
-    from fedsim.report.console import RunProgress, final_table, ranking_table
+    from fedsim.report.console import RunProgress, final_table, ranking_table, stop_on_interrupt
 
     if runtime is not None and runtime not in {"auto", "local", "docker", "singularity"}:
         raise typer.BadParameter("choose auto, local, docker or singularity", param_hint="--runtime")
@@ -107,26 +106,22 @@ def run_benchmark_cmd(
     executor: Executor | None = None
     if executor_name == "ray":
         executor = make_executor("ray", address=ray_address, shared_dir=ray_shared_dir)
-    stop = threading.Event()
-
-    def _interrupt(_sig: int, _frame: Any) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        err.print("interrupt: stopping running jobs (press Ctrl-C again to abort at once) ...")
-        stop.set()
-
-    previous = signal.signal(signal.SIGINT, _interrupt)
-    try:
-        with RunProgress(out) as progress:
-            report = run_benchmark(options, on_event=progress, on_message=out.print, executor=executor, stop_event=stop)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    with stop_on_interrupt(err) as stop, RunProgress(out) as progress:
+        report = run_benchmark(
+            options,
+            on_event=progress,
+            on_message=lambda msg: out.print(msg, markup=False, highlight=False),
+            executor=executor,
+            stop_event=stop,
+        )
     out.print(final_table(report))
     if report.ranking is not None:
         out.print(ranking_table(report.ranking))
     failed = [r for rs in report.results.values() for r in rs if not r.status.finished_ok]
     for r in failed:
-        out.print(f"[yellow]{r.site}/{r.name}[/]: {r.status.value} — {r.reason}", highlight=False, soft_wrap=True)
+        out.print(
+            f"[yellow]{r.site}/{r.name}[/]: {r.status.value} — {escape(r.reason)}", highlight=False, soft_wrap=True
+        )
     out.print(f"results: {report.run.root}  ({report.duration_s:.1f}s)")
     if report.report_html is not None:
         out.print(f"report: {report.report_html}")
@@ -252,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(rc, int) and rc:
             sys.exit(rc)
     except FedsimError as exc:
-        err.print(f"error: {exc}", highlight=False, soft_wrap=True)
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -19,6 +20,30 @@ from fedsim.errors import SpecError
 DEFAULT_MODALITIES: tuple[str, ...] = ("t1", "t1ce", "t2", "flair")
 _MODALITY_NAME = re.compile(r"^[A-Za-z0-9]+$")
 _LIST_FIELDS = ("expected_shape", "expected_spacing", "labels", "modalities")
+
+
+def _one_line(text: object, limit: int = 80) -> str:
+    """Text from the user's file, for an error: on one line (any line break, \\u2028 included) and bounded."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+class _ShortRepr(reprlib.Repr):
+    """``repr`` for error messages: bounded, so an alias bomb or a 1 MiB string cannot make one explode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxstring = self.maxother = 80
+        self.maxlevel = 3
+
+    def repr_int(self, x: int, level: int) -> str:
+        try:
+            return super().repr_int(x, level)
+        except ValueError:  # > 4300 digits (e.g. from a 0xfff... literal): int -> str raises
+            return f"<{x.bit_length()}-bit integer>"
+
+
+_r = _ShortRepr().repr
 
 
 @dataclass(frozen=True)
@@ -48,10 +73,12 @@ class DataPrepParams:
         known = {f.name for f in dataclasses.fields(cls)}
         for key in data:
             if key not in known:
-                raise SpecError(f"unknown key {key!r} (known: {', '.join(sorted(known))})", file=source, field=str(key))
+                raise SpecError(
+                    f"unknown key {_r(key)} (known: {', '.join(sorted(known))})", file=source, field=_one_line(key)
+                )
         for key in _LIST_FIELDS:
             if key in data and not isinstance(data[key], (list, tuple)):
-                raise SpecError(f"must be a list, got {data[key]!r}", file=source, field=key)
+                raise SpecError(f"must be a list, got {_r(data[key])}", file=source, field=key)
         candidate = cls.__new__(cls)
         for f in dataclasses.fields(cls):
             value = data.get(f.name, f.default)
@@ -69,10 +96,20 @@ class DataPrepParams:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise SpecError(f"cannot read parameters file: {exc.strerror or exc}", file=str(path)) from exc
+        except UnicodeDecodeError as exc:
+            raise SpecError(f"not UTF-8 text: {exc}", file=str(path)) from exc
         try:
             data = yaml.safe_load(text)
+        except yaml.MarkedYAMLError as exc:  # str(exc) spans several lines (it quotes the offending line)
+            mark = exc.problem_mark
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise SpecError(f"not valid YAML{where}: {_one_line(exc.problem, 500)}", file=str(path)) from exc
         except yaml.YAMLError as exc:
-            raise SpecError(f"not valid YAML: {exc}", file=str(path)) from exc
+            raise SpecError(f"not valid YAML: {_one_line(exc, 500)}", file=str(path)) from exc
+        except (ValueError, OverflowError) as exc:  # safe_load's constructors: 2024-13-45, !!int abc, 5000 digits
+            raise SpecError(f"not valid YAML: {_one_line(exc, 500)}", file=str(path)) from exc
+        except RecursionError as exc:  # PyYAML composes recursively: [[[[...]]]] a few hundred deep
+            raise SpecError("not valid YAML: nested too deeply", file=str(path)) from exc
         if data is None:
             data = {}
         if not isinstance(data, Mapping):
@@ -103,22 +140,22 @@ def _is_number(value: Any) -> bool:
 def _problem(p: DataPrepParams) -> tuple[str, str] | None:
     """The first invalid field and why, or None; kept apart so errors can name the YAML file."""
     if p.max_val_size is not None and (not _is_int(p.max_val_size) or p.max_val_size < 1):
-        return "max_val_size", f"must be a positive integer or null, got {p.max_val_size!r}"
+        return "max_val_size", f"must be a positive integer or null, got {_r(p.max_val_size)}"
     if not _is_int(p.seed):
-        return "seed", f"must be an integer, got {p.seed!r}"
+        return "seed", f"must be an integer, got {_r(p.seed)}"
     if p.split_file is not None:
         if not isinstance(p.split_file, str) or not p.split_file.strip():
-            return "split_file", f"must be a path relative to data_path or null, got {p.split_file!r}"
+            return "split_file", f"must be a path relative to data_path or null, got {_r(p.split_file)}"
         rel = PurePosixPath(p.split_file.replace("\\", "/"))
         # Only data_path is mounted into the cube: an absolute or escaping path cannot be found there.
         if rel.is_absolute() or ".." in rel.parts:
-            return "split_file", f"must be relative to data_path without '..', got {p.split_file!r}"
+            return "split_file", f"must be relative to data_path without '..', got {_r(p.split_file)}"
     shape = p.expected_shape
     if not isinstance(shape, tuple) or len(shape) != 3 or not all(_is_int(v) and v > 0 for v in shape):
-        return "expected_shape", f"must be three positive integers, got {shape!r}"
+        return "expected_shape", f"must be three positive integers, got {_r(shape)}"
     spacing = p.expected_spacing
     if not isinstance(spacing, tuple) or len(spacing) != 3 or not all(_is_number(v) and v > 0 for v in spacing):
-        return "expected_spacing", f"must be three positive numbers, got {spacing!r}"
+        return "expected_spacing", f"must be three positive numbers, got {_r(spacing)}"
     labels = p.labels
     if (
         not isinstance(labels, tuple)
@@ -126,7 +163,7 @@ def _problem(p: DataPrepParams) -> tuple[str, str] | None:
         or not all(_is_int(v) for v in labels)
         or len(set(labels)) != len(labels)
     ):
-        return "labels", f"must be a non-empty list of distinct integers, got {labels!r}"
+        return "labels", f"must be a non-empty list of distinct integers, got {_r(labels)}"
     mods = p.modalities
     if (
         not isinstance(mods, tuple)
@@ -134,5 +171,5 @@ def _problem(p: DataPrepParams) -> tuple[str, str] | None:
         or not all(isinstance(m, str) and _MODALITY_NAME.match(m) for m in mods)
         or len(set(mods)) != len(mods)
     ):
-        return "modalities", f"must be a non-empty list of distinct alphanumeric names, got {mods!r}"
+        return "modalities", f"must be a non-empty list of distinct alphanumeric names, got {_r(mods)}"
     return None

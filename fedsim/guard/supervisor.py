@@ -29,6 +29,12 @@ def supervise(
 ) -> Outcome:
     """Wait for ``handle``; on the first violation (or ``stop_event``), terminate its whole tree."""
     alarm = threading.Event()
+
+    def _wake_on_exit() -> None:  # so a job that ends is noticed at once, not at the next tick
+        handle.wait(None)
+        alarm.set()
+
+    threading.Thread(target=_wake_on_exit, name="fedsim-exit-waiter", daemon=True).start()
     watches = []
     for g in guards:
         w = g.watch(handle)

@@ -6,6 +6,7 @@ each site's metrics-cube outputs; everything else stays under ``sites/<site>/``.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -17,7 +18,7 @@ import yaml
 
 from fedsim import __version__
 from fedsim.cube import CubeSpec, image_only_cube, load_cube
-from fedsim.errors import FedsimError, SpecError, StoreError
+from fedsim.errors import SpecError, StoreError
 from fedsim.executors.base import Executor
 from fedsim.executors.local import LocalExecutor
 from fedsim.pipeline.job import Job, JobKind, JobResult, JobStatus
@@ -28,6 +29,8 @@ from fedsim.runtimes.orphans import kill_orphans
 from fedsim.spec import BenchmarkSpec, SiteSpec, load_benchmark, load_sites
 from fedsim.store import RunDirectory, new_run_id, write_json_atomic, write_yaml_atomic
 from fedsim.store.ledger import Ledger
+
+log = logging.getLogger("fedsim.pipeline")
 
 
 @dataclass(frozen=True)
@@ -215,7 +218,11 @@ def run_benchmark(
         options = resume_options(options)
     bench, sites, cubes = prepare_run(options)
     executor = executor or LocalExecutor(options.max_sites)
-    executor.check_sites(sites)
+    try:
+        executor.check_sites(sites)
+    except BaseException:
+        executor.close()  # refused before anything ran: release what the executor holds
+        raise
     raw: list[tuple[SiteSpec, Path]] = []
     for s in sites:
         if needs_synthesis(s):
@@ -270,8 +277,9 @@ def run_benchmark(
 
         try:
             report.report_html = write_report(run.root).html
-        except FedsimError as exc:  # a report problem never turns a finished run into a failure
-            say(f"warning: the HTML report could not be written: {exc}")
+        except Exception as exc:  # a report problem never turns a finished run into a failure
+            log.exception("writing the HTML report failed")
+            say(f"warning: the HTML report could not be written ({type(exc).__name__}: {exc}); see the log")
     return report
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import reprlib
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +55,29 @@ _SUFFIXES = (".yaml", ".yml")
 
 def _one_line(text: object) -> str:
     """Keys come from user files; keep every message on one line whatever they contain."""
-    return " ".join(str(text).split())
+    try:
+        plain = str(text)
+    except ValueError:  # an integer of more than 4300 digits (a 0xfff... key) has no str()
+        plain = _short_repr(text)
+    return " ".join(plain.split())
+
+
+class _ShortRepr(reprlib.Repr):
+    """``repr`` for error messages: bounded, so an alias bomb (``&a [*b, *b, ...]``) cannot make one explode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxstring = self.maxother = 80
+        self.maxlevel = 3
+
+    def repr_int(self, x: int, level: int) -> str:
+        try:
+            return super().repr_int(x, level)
+        except ValueError:  # > 4300 digits (e.g. from a 0xfff... literal): int -> str raises
+            return f"<{x.bit_length()}-bit integer>"
+
+
+_short_repr = _ShortRepr().repr
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -149,7 +172,10 @@ class InstitutionResults:
                         file=file,
                         field=path,
                     )
-                algos[algo] = {str(k): _metric_value(k, v, file, f"{path}.{_one_line(k)}") for k, v in metrics.items()}
+                # _metric_value rejects keys that are not strings, so _one_line(k) is the key itself when kept
+                algos[algo] = {
+                    _one_line(k): _metric_value(k, v, file, f"{path}.{_one_line(k)}") for k, v in metrics.items()
+                }
             cases[case] = algos
         if not any(cases.values()):
             raise SpecError("no algorithm has a result for any case; rerun the metrics cube", file=file)
@@ -174,7 +200,7 @@ def _key(raw: Any, seen: Mapping[str, Any], file: str, prefix: str) -> str:
 
 
 def _metric_value(raw_key: Any, value: Any, file: str, path: str) -> float:
-    key = str(raw_key)
+    key = raw_key if isinstance(raw_key, str) else _one_line(raw_key)
     if not isinstance(raw_key, str) or not _KNOWN_KEY.match(key):
         candidates = {k.lower(): k for k in [*_EXAMPLE_KEYS, "missing_pred"]}
         close = difflib.get_close_matches(key.lower(), list(candidates), n=1)
@@ -187,12 +213,15 @@ def _metric_value(raw_key: Any, value: Any, file: str, path: str) -> float:
             return float(value)
         raise SpecError(f"{value!r} is not a number; give a number or null for NA", file=file, field=path)
     if isinstance(value, (int, float)):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond 1.8e308 (e.g. a 0xfff... literal): out of any bound below
+            number = math.inf if value > 0 else -math.inf
     elif isinstance(value, str) and value.strip().lower() in _NA_STRINGS:
         return math.nan
     else:
         raise SpecError(
-            f"{_one_line(repr(value))} is not a number; give a number, or null / .nan for NA",
+            f"{_one_line(_short_repr(value))} is not a number; give a number, or null / .nan for NA",
             file=file,
             field=path,
         )
@@ -237,6 +266,10 @@ def _read_yaml(path: Path) -> Any:
         ) from exc
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+    except (ValueError, OverflowError) as exc:  # SafeLoader's constructors: 2024-13-45, !!int abc, 5000 digits
+        raise SpecError(f"is not valid YAML ({_one_line(exc)}); fix the value", file=str(path)) from exc
+    except RecursionError as exc:  # PyYAML composes recursively: [[[[...]]]] a few hundred levels deep
+        raise SpecError("is not valid YAML (nested too deeply); fix the syntax", file=str(path)) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

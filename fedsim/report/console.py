@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console, Group
@@ -169,3 +172,21 @@ def ranking_table(result: Any) -> Table:
             *[f"{result.institution_scores[i][algo]:.2f}" for i in result.institutions],
         )
     return table
+
+
+@contextlib.contextmanager
+def stop_on_interrupt(err: Console, what: str = "jobs") -> Iterator[threading.Event]:
+    """Ctrl-C sets the yielded event (running jobs are stopped cleanly); a second Ctrl-C aborts at once."""
+    stop = threading.Event()
+
+    def _interrupt(_sig: int, _frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        err.print(f"interrupt: stopping running {what} (press Ctrl-C again to abort at once) ...")
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, _interrupt)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)

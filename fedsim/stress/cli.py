@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import math
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -105,13 +103,6 @@ def stress(
         seed=seed,
         jobs=jobs,
     )
-    stop = threading.Event()
-
-    def _interrupt(_sig: int, _frame: Any) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        err.print("interrupt: stopping running jobs (press Ctrl-C again to abort at once) ...")
-        stop.set()
 
     def _event(kind: str, model: str, case_set: Any, result: Any) -> None:
         if kind == "finished" and result is not None:
@@ -125,11 +116,10 @@ def stress(
                 highlight=False,
             )
 
-    previous = signal.signal(signal.SIGINT, _interrupt)
-    try:
+    from fedsim.report.console import stop_on_interrupt
+
+    with stop_on_interrupt(err) as stop:
         results = run_stress(options, on_event=_event, on_message=out.print, stop_event=stop)
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
     table = Table(title="per shift and level: mean (worst) Dice, mean (worst) HD95")
     for col in ("model", "shift", "level", "parameter"):

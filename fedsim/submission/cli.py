@@ -6,9 +6,7 @@ check-submission: 0 PASS, 1 FAIL, 2 fedsim itself could not run the check.
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from fedsim.report.console import stop_on_interrupt
 from fedsim.submission.options import (
     MAX_IMAGE_GB,
     OFFICIAL_GPU_MEMORY_GB,
@@ -51,23 +50,6 @@ def _consoles() -> tuple[Any, Any]:
     out = Console(width=None if sys.stdout.isatty() else 150)
     err = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
     return out, err
-
-
-@contextmanager
-def _interruptible(err: Any) -> Iterator[threading.Event]:
-    stop = threading.Event()
-
-    def _interrupt(_sig: int, _frame: Any) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        err.print("interrupt: stopping running checks (press Ctrl-C again to abort at once) ...")
-        stop.set()
-
-    previous = signal.signal(signal.SIGINT, _interrupt)
-    try:
-        yield stop
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _as_exit_2(err: Any) -> Any:
@@ -133,7 +115,7 @@ def register(app: typer.Typer) -> None:
                 out.print(f"preparing {cases} toy cases (cached) ...", highlight=False)
                 check_data = toy_data(cases)
             out.print(f"checking [bold]{target.name}[/] on {check_data.description} ...", highlight=False)
-            with LocalExecutor() as executor, _interruptible(err) as stop:
+            with LocalExecutor() as executor, stop_on_interrupt(err, "checks") as stop:
                 report = check_submission(
                     target,
                     options,
@@ -193,7 +175,7 @@ def register(app: typer.Typer) -> None:
                 f"(limits: {timeout_per_case_s:g} s/case, {ram_gb:g} GB RAM, {gpu_memory_gb:g} GB GPU)",
                 highlight=False,
             )
-            with _interruptible(err) as stop, DryRunProgress(out, [t.name for t in targets]) as progress:
+            with stop_on_interrupt(err, "checks") as stop, DryRunProgress(out, [t.name for t in targets]) as progress:
                 reports = dry_run(
                     targets, options, check_data, on_phase=progress, stop_event=stop, max_parallel=max_parallel
                 )

@@ -56,6 +56,12 @@ class FakeImages:
         return SimpleNamespace(id=self.ids[tag])
 
 
+def _present_as_is(cube):  # type: ignore[no-untyped-def]
+    """The fake engine has the image but no build labels: tell the builder to use it as it is."""
+    assert cube.docker is not None
+    return cube.model_copy(update={"docker": cube.docker.model_copy(update={"build_strategy": "never"})})
+
+
 class FakeClient:
     """Just enough of docker.DockerClient: every image exists locally and has an id."""
 
@@ -198,7 +204,7 @@ def test_no_binary_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 def test_sif_converted_once_per_digest(tmp_path: Path, fake_bin) -> None:
     bin_dir = fake_bin("singularity")
-    cube = load_cube(CUBES / "baseline")
+    cube = _present_as_is(load_cube(CUBES / "baseline"))
     tag = "fedsim/fets-baseline:0.1"
     client = FakeClient({tag: "sha256:" + "ab" * 32})
     cache = tmp_path / "cache"
@@ -232,7 +238,7 @@ def test_conversion_failure_reports_the_tools_last_line(
     with pytest.raises(
         RuntimeUnavailable, match=r"failed: FATAL: .*docker-daemon://fedsim/fets-baseline:0.1 not found"
     ):
-        rt.prepare(load_cube(CUBES / "baseline"))
+        rt.prepare(_present_as_is(load_cube(CUBES / "baseline")))
     assert not list((tmp_path / "cache").glob("*.sif"))
 
 
