@@ -17,6 +17,8 @@ from tests.conftest import BENCH, CUBES, FIXTURES
 
 pytestmark = [pytest.mark.e2e]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SHIFTS = ("noise", "missing", "thick_slices", "bias")  # the four shifts x four levels (0 is shared)
+LEVELS = (1, 2, 3)
 
 
 def _mean(values: list[float]) -> float:
@@ -33,9 +35,9 @@ def stress_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, st
         str(CUBES / "baseline"),
         str(FIXTURES / "cubes" / "failing_model"),
         "--shifts",
-        "noise,missing",
+        ",".join(SHIFTS),
         "--levels",
-        "0,1,2",
+        "0,1,2,3",
         "--runtime",
         "local",
         "--cases",
@@ -71,10 +73,10 @@ def test_runs_quickly_and_writes_every_export(stress_run: tuple[Path, Path, str,
 def test_sets_and_failures(stress_run: tuple[Path, Path, str, float]) -> None:
     data = json.loads((stress_run[0] / "stress.json").read_text())
     assert data["models"] == ["baseline", "failing_model"]
-    assert data["shifts"] == ["noise", "missing"] and data["levels"] == [0, 1, 2]
+    assert data["shifts"] == ["noise", "missing", "thick_slices", "bias"] and data["levels"] == [0, 1, 2, 3]
     assert data["runtime"] == "local" and data["metric_set"] == "brats2021"
     labels = {(s["model"], s["shift"], s["level"]) for s in data["sets"]}
-    expected = {("none", 0), ("noise", 1), ("noise", 2), ("missing", 1), ("missing", 2)}
+    expected = {("none", 0)} | {(sh, lv) for sh in SHIFTS for lv in LEVELS}
     assert labels == {(m, s, lv) for m in ("baseline", "failing_model") for s, lv in expected}
     for s in data["sets"]:
         assert set(s["cases"]) and len(s["cases"]) == 2
@@ -86,7 +88,9 @@ def test_sets_and_failures(stress_run: tuple[Path, Path, str, float]) -> None:
             for row in s["cases"].values():
                 assert row["missing_pred"] is True and row["Dice_WT"] == 0 and row["Hausdorff95_WT"] == 374
     fail = data["summaries"]["failing_model"]
-    assert fail["failures"] == 5 and fail["robustness"] is None  # unshifted Dice 0: no ratio
+    assert (
+        fail["failures"] == 1 + len(SHIFTS) * len(LEVELS) and fail["robustness"] is None
+    )  # unshifted Dice 0: no ratio
 
 
 def test_summary_numbers_are_consistent(stress_run: tuple[Path, Path, str, float]) -> None:
@@ -106,22 +110,22 @@ def test_summary_numbers_are_consistent(stress_run: tuple[Path, Path, str, float
     summary = data["summaries"]["baseline"]
     base = sets[("baseline", "none", 0)]["mean_dice"]
     assert base > 0.5  # the baseline segments the unshifted synthetic cases well
-    shifted = [sets[("baseline", sh, lv)]["mean_dice"] for sh in ("noise", "missing") for lv in (1, 2)]
+    shifted = [sets[("baseline", sh, lv)]["mean_dice"] for sh in SHIFTS for lv in LEVELS]
     assert summary["unshifted_dice"] == pytest.approx(base)
     assert summary["shifted_dice"] == pytest.approx(_mean(shifted))
     assert summary["robustness"] == pytest.approx(_mean(shifted) / base)
-    for sh in ("noise", "missing"):
+    for sh in SHIFTS:
         per = summary["per_shift"][sh]
-        mean = _mean([sets[("baseline", sh, lv)]["mean_dice"] for lv in (1, 2)])
+        mean = _mean([sets[("baseline", sh, lv)]["mean_dice"] for lv in LEVELS])
         assert per["mean_dice"] == pytest.approx(mean) and per["robustness"] == pytest.approx(mean / base)
         wt0 = sets[("baseline", "none", 0)]["regions"]["WT"]["mean_dice"]
-        drops = [lv for lv in (1, 2) if sets[("baseline", sh, lv)]["regions"]["WT"]["mean_dice"] < wt0 - 0.1]
+        drops = [lv for lv in LEVELS if sets[("baseline", sh, lv)]["regions"]["WT"]["mean_dice"] < wt0 - 0.1]
         assert per["wt_drop_level"] == (drops[0] if drops else None)
     # Noise is mild for a model that smooths; a missing modality breaks it.
     assert summary["per_shift"]["noise"]["robustness"] > 0.9
     assert summary["per_shift"]["missing"]["robustness"] < summary["per_shift"]["noise"]["robustness"]
     assert summary["worst_shift"] == "missing"
-    assert summary["per_shift"]["missing"]["wt_drop_level"] in (1, 2)
+    assert summary["per_shift"]["missing"]["wt_drop_level"] in LEVELS
 
 
 def test_csv_exports_match_the_json(stress_run: tuple[Path, Path, str, float]) -> None:
