@@ -7,43 +7,18 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import yaml
-
 from fedsim.errors import SpecError
+from fedsim.yamlsafe import InvalidYaml, one_line, safe_load_text
+from fedsim.yamlsafe import short_repr as _r
 
 DEFAULT_MODALITIES: tuple[str, ...] = ("t1", "t1ce", "t2", "flair")
 _MODALITY_NAME = re.compile(r"^[A-Za-z0-9]+$")
 _LIST_FIELDS = ("expected_shape", "expected_spacing", "labels", "modalities")
-
-
-def _one_line(text: object, limit: int = 80) -> str:
-    """Text from the user's file, for an error: on one line (any line break, \\u2028 included) and bounded."""
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-class _ShortRepr(reprlib.Repr):
-    """``repr`` for error messages: bounded, so an alias bomb or a 1 MiB string cannot make one explode."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.maxstring = self.maxother = 80
-        self.maxlevel = 3
-
-    def repr_int(self, x: int, level: int) -> str:
-        try:
-            return super().repr_int(x, level)
-        except ValueError:  # > 4300 digits (e.g. from a 0xfff... literal): int -> str raises
-            return f"<{x.bit_length()}-bit integer>"
-
-
-_r = _ShortRepr().repr
 
 
 @dataclass(frozen=True)
@@ -74,7 +49,7 @@ class DataPrepParams:
         for key in data:
             if key not in known:
                 raise SpecError(
-                    f"unknown key {_r(key)} (known: {', '.join(sorted(known))})", file=source, field=_one_line(key)
+                    f"unknown key {_r(key)} (known: {', '.join(sorted(known))})", file=source, field=one_line(key, 80)
                 )
         for key in _LIST_FIELDS:
             if key in data and not isinstance(data[key], (list, tuple)):
@@ -99,17 +74,9 @@ class DataPrepParams:
         except UnicodeDecodeError as exc:
             raise SpecError(f"not UTF-8 text: {exc}", file=str(path)) from exc
         try:
-            data = yaml.safe_load(text)
-        except yaml.MarkedYAMLError as exc:  # str(exc) spans several lines (it quotes the offending line)
-            mark = exc.problem_mark
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise SpecError(f"not valid YAML{where}: {_one_line(exc.problem, 500)}", file=str(path)) from exc
-        except yaml.YAMLError as exc:
-            raise SpecError(f"not valid YAML: {_one_line(exc, 500)}", file=str(path)) from exc
-        except (ValueError, OverflowError) as exc:  # safe_load's constructors: 2024-13-45, !!int abc, 5000 digits
-            raise SpecError(f"not valid YAML: {_one_line(exc, 500)}", file=str(path)) from exc
-        except RecursionError as exc:  # PyYAML composes recursively: [[[[...]]]] a few hundred deep
-            raise SpecError("not valid YAML: nested too deeply", file=str(path)) from exc
+            data = safe_load_text(text, source=str(path))  # bounded: size, depth, alias expansion
+        except InvalidYaml as exc:
+            raise SpecError(f"not valid YAML{exc.at}: {exc.problem}", file=str(path)) from exc
         if data is None:
             data = {}
         if not isinstance(data, Mapping):

@@ -14,8 +14,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from fedsim import __version__
 from fedsim.cube import CubeSpec, image_only_cube, load_cube
 from fedsim.errors import SpecError, StoreError
@@ -29,6 +27,7 @@ from fedsim.runtimes.orphans import kill_orphans
 from fedsim.spec import BenchmarkSpec, SiteSpec, load_benchmark, load_sites
 from fedsim.store import RunDirectory, new_run_id, write_json_atomic, write_yaml_atomic
 from fedsim.store.ledger import Ledger
+from fedsim.yamlsafe import safe_load_file
 
 log = logging.getLogger("fedsim.pipeline")
 
@@ -135,8 +134,8 @@ def collect_site_metrics(run: RunDirectory, site: str, results: list[JobResult])
             continue
         path = run.site(site).results(res.model)
         try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
+            data = safe_load_file(path, data_file=True) or {}  # the metrics cube's output, bounded
+        except SpecError as exc:
             res.status, res.reason = JobStatus.FAILED, f"metrics output unreadable: {exc}"
             continue
         if not isinstance(data, dict):

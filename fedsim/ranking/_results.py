@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 import math
 import re
-import reprlib
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import yaml
 
 from fedsim.errors import SpecError
+from fedsim.yamlsafe import BoundedSafeLoader, InvalidYaml, one_line, safe_load_text, short_repr
 
 __all__ = [
     "METRICS",
@@ -54,34 +54,12 @@ _SUFFIXES = (".yaml", ".yml")
 
 
 def _one_line(text: object) -> str:
-    """Keys come from user files; keep every message on one line whatever they contain."""
-    try:
-        plain = str(text)
-    except ValueError:  # an integer of more than 4300 digits (a 0xfff... key) has no str()
-        plain = _short_repr(text)
-    return " ".join(plain.split())
+    """Keys come from user files: keep every message on one line whatever they contain, and keys whole."""
+    return one_line(text, limit=None)
 
 
-class _ShortRepr(reprlib.Repr):
-    """``repr`` for error messages: bounded, so an alias bomb (``&a [*b, *b, ...]``) cannot make one explode."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.maxstring = self.maxother = 80
-        self.maxlevel = 3
-
-    def repr_int(self, x: int, level: int) -> str:
-        try:
-            return super().repr_int(x, level)
-        except ValueError:  # > 4300 digits (e.g. from a 0xfff... literal): int -> str raises
-            return f"<{x.bit_length()}-bit integer>"
-
-
-_short_repr = _ShortRepr().repr
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys, which plain YAML would silently let the last one win."""
+class _UniqueKeyLoader(BoundedSafeLoader):
+    """Bounded SafeLoader that rejects duplicate keys, which plain YAML would silently let the last one win."""
 
 
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -221,7 +199,7 @@ def _metric_value(raw_key: Any, value: Any, file: str, path: str) -> float:
         return math.nan
     else:
         raise SpecError(
-            f"{_one_line(_short_repr(value))} is not a number; give a number, or null / .nan for NA",
+            f"{_one_line(short_repr(value))} is not a number; give a number, or null / .nan for NA",
             file=file,
             field=path,
         )
@@ -265,14 +243,13 @@ def _read_yaml(path: Path) -> Any:
             f"cannot be read ({_one_line(exc)}); make it a readable UTF-8 YAML file", file=str(path)
         ) from exc
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
-    except (ValueError, OverflowError) as exc:  # SafeLoader's constructors: 2024-13-45, !!int abc, 5000 digits
-        raise SpecError(f"is not valid YAML ({_one_line(exc)}); fix the value", file=str(path)) from exc
-    except RecursionError as exc:  # PyYAML composes recursively: [[[[...]]]] a few hundred levels deep
-        raise SpecError("is not valid YAML (nested too deeply); fix the syntax", file=str(path)) from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = _one_line(getattr(exc, "problem", None) or type(exc).__name__)
-        fix = "keep one entry per key" if problem.startswith("duplicate key") else "fix the syntax"
-        raise SpecError(f"is not valid YAML{where} ({problem}); {fix}", file=str(path)) from exc
+        return safe_load_text(text, source=str(path), loader=_UniqueKeyLoader, data_file=True)
+    except InvalidYaml as exc:
+        fix = (
+            "fix the value"
+            if exc.value
+            else "keep one entry per key"
+            if exc.problem.startswith("duplicate key")
+            else "fix the syntax"
+        )
+        raise SpecError(f"is not valid YAML{exc.at} ({exc.problem}); {fix}", file=str(path)) from exc

@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from fedsim.errors import SpecError, StoreError
+from fedsim.errors import StoreError
 from fedsim.ranking import DEFAULT_METHOD, METHODS, InstitutionResults, RankingResult, load_institutions, rank
 from fedsim.store.rundir import RunDirectory
+from fedsim.yamlsafe import safe_load_file
 
 __all__ = ["REGION_SUFFIXES", "JobRow", "RunData", "load_run", "split_metric"]
 
@@ -135,10 +134,8 @@ def load_run(run_dir: Path) -> RunData:
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise SpecError(f"cannot be read ({exc})", file=str(path)) from exc
+    # Bounded like a data file: fedsim wrote it (dumping may have expanded a spec's aliases), but it may be edited.
+    data = safe_load_file(path, data_file=True)
     return data if isinstance(data, dict) else {}
 
 

@@ -2,137 +2,23 @@
 
 from __future__ import annotations
 
-import reprlib
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from fedsim.errors import SpecError
 from fedsim.spec.models import BenchmarkSpec, SiteSpec
+from fedsim.yamlsafe import one_line, safe_load_file, short_repr
 
 M = TypeVar("M", bound=BaseModel)
 
 BENCHMARK_FILE = "benchmark.yaml"
 
-# Bounds on what a configuration file may make the parser do (found by tests/unit/test_fuzz_loaders.py).
-# Real benchmark, site and mlcube.yaml files are a few KiB, a few levels deep and use no or few aliases.
-MAX_YAML_BYTES = 1 << 20  # 1 MiB
-MAX_YAML_DEPTH = 64  # nesting of mappings/sequences; deeper made PyYAML's recursive composer raise RecursionError
-MAX_YAML_NODES = 200_000  # values after expanding aliases; "billion laughs" (&a [*a, *a] ...) stops here
-
-
-def _one_line(text: object, limit: int = 500) -> str:
-    """Collapse every line break (\\n, \\r, \\x85, \\u2028, ...) and bound the length of text put in an error."""
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-class _ShortRepr(reprlib.Repr):
-    """``repr`` for error messages: bounded in length and depth whatever the YAML held."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.maxstring = self.maxother = 80
-        self.maxlevel = 3
-
-    def repr_int(self, x: int, level: int) -> str:
-        try:
-            return super().repr_int(x, level)
-        except ValueError:  # > 4300 digits: int -> str raises (hex literals such as 0xfff... build such ints)
-            return f"<{x.bit_length()}-bit integer>"
-
-
-_short_repr = _ShortRepr().repr
-
-
-class _BoundedSafeLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that rejects documents nested too deeply or that expand into too many values.
-
-    PyYAML shares the object behind an alias, so loading a billion-laughs document is cheap, but anything that
-    walks the result (validation of free-form sections, error messages, dumping the run's config) would expand
-    it. Recursive aliases (``&a [*a]``) are rejected for the same reason.
-    """
-
-    _depth = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        self._depth += 1
-        try:
-            if self._depth > MAX_YAML_DEPTH:
-                mark = self.peek_event().start_mark
-                raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep", mark)
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-    def get_single_node(self) -> Any:
-        node = super().get_single_node()
-        if node is not None:
-            _check_expanded_size(node)
-        return node
-
-
-def _check_expanded_size(root: yaml.Node) -> None:
-    """Count the values ``root`` stands for once aliases are expanded (iteratively; no recursion)."""
-    sizes: dict[int, int] = {}
-    path: set[int] = set()  # nodes on the current walk: meeting one again means a recursive alias
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
-    while stack:
-        node, done = stack.pop()
-        children = (
-            [n for pair in node.value for n in pair]
-            if isinstance(node, yaml.MappingNode)
-            else node.value
-            if isinstance(node, yaml.SequenceNode)
-            else []
-        )
-        if done:
-            path.discard(id(node))
-            sizes[id(node)] = size = 1 + sum(sizes[id(c)] for c in children)
-            if size > MAX_YAML_NODES:
-                raise yaml.composer.ComposerError(
-                    None, None, f"aliases expand to more than {MAX_YAML_NODES} values", node.start_mark
-                )
-            continue
-        if id(node) in sizes:
-            continue
-        if id(node) in path:
-            raise yaml.composer.ComposerError(None, None, "an alias refers to a node that contains it", node.start_mark)
-        path.add(id(node))
-        stack.append((node, True))
-        stack.extend((c, False) for c in children if id(c) not in sizes)
-
 
 def read_yaml_mapping(path: Path) -> dict[str, Any]:
     """Parse a YAML file that must hold a mapping; syntax errors keep their line number."""
-    try:
-        if not path.is_file():
-            raise SpecError("file not found", file=str(path))
-        size = path.stat().st_size
-    except (OSError, ValueError) as exc:  # e.g. a name too long, an embedded NUL
-        raise SpecError(f"cannot read the file ({_one_line(exc)})", file=str(path)) from exc
-    if size > MAX_YAML_BYTES:
-        raise SpecError(
-            f"file is {size} bytes; a configuration file must be at most {MAX_YAML_BYTES} bytes", file=str(path)
-        )
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_BoundedSafeLoader)  # a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        raise SpecError(f"invalid YAML at {where}: {_one_line(exc.problem)}", file=str(path)) from exc
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise SpecError(f"invalid YAML: {_one_line(exc)}", file=str(path)) from exc
-    except (ValueError, OverflowError) as exc:
-        # SafeLoader's constructors raise these for values the resolver accepted: a date such as 2024-13-45,
-        # ``!!int abc``, an integer literal of more than 4300 digits.
-        raise SpecError(f"invalid YAML value: {_one_line(exc)}", file=str(path)) from exc
-    except RecursionError as exc:  # a deep structure below MAX_YAML_DEPTH still recursing too far (belt and braces)
-        raise SpecError("invalid YAML: nested too deeply", file=str(path)) from exc
-    except OSError as exc:
-        raise SpecError(f"cannot read the file ({_one_line(exc)})", file=str(path)) from exc
+    data = safe_load_file(path)
     if data is None:
         raise SpecError("the file is empty; expected a mapping of settings", file=str(path))
     if not isinstance(data, dict):
@@ -146,7 +32,7 @@ def _field_path(loc: tuple[Any, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + _one_line(part, 80)  # a key from the user's file
+            out += ("." if out else "") + one_line(part, 80)  # a key from the user's file
     return out or "<top level>"
 
 
@@ -158,12 +44,12 @@ def _describe(error: Any, model: type[BaseModel]) -> str:
         return f"unknown key; allowed keys here: {allowed}"
     if kind == "missing":
         return "required field is missing"
-    msg = _one_line(error["msg"])
+    msg = one_line(error["msg"])
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     got = error.get("input")
     if kind not in {"model_type", "dict_type"} and not isinstance(got, dict | list):
-        msg += f" (got {_short_repr(got)})"  # bounded: the input may be a 1 MiB string or a 4000-digit integer
+        msg += f" (got {short_repr(got)})"  # bounded: the input may be a 1 MiB string or a 4000-digit integer
     return msg
 
 
@@ -207,7 +93,7 @@ def _resolve(base: Path, value: Path | None, *, file: Path, field: str) -> Path 
         return value if value.is_absolute() else (base / value).resolve()
     except (RuntimeError, OSError, ValueError) as exc:  # ~nosuchuser, an embedded NUL, a symlink loop
         raise SpecError(
-            f"cannot resolve path {_short_repr(str(value))}: {_one_line(exc)}", file=str(file), field=field
+            f"cannot resolve path {short_repr(str(value))}: {one_line(exc)}", file=str(file), field=field
         ) from exc
 
 
@@ -249,7 +135,7 @@ def load_benchmark(path: Path) -> BenchmarkSpec:
         assert cube is not None
         if not _exists(cube / "mlcube.yaml", "file"):
             raise SpecError(
-                f"no mlcube.yaml in {_one_line(cube)}; point it at an MLCube directory",
+                f"no mlcube.yaml in {one_line(cube)}; point it at an MLCube directory",
                 file=str(path),
                 field=field,
             )
@@ -264,7 +150,7 @@ def load_site(path: Path) -> SiteSpec:
     data = spec.data.model_copy(update={"path": _resolve(base, spec.data.path, file=path, field="data.path")})
     if data.path is not None and data.synthesize is None and not _exists(data.path, "dir"):
         raise SpecError(
-            f"data directory {_one_line(data.path)} does not exist; create it or add a 'synthesize' section",
+            f"data directory {one_line(data.path)} does not exist; create it or add a 'synthesize' section",
             file=str(path),
             field="data.path",
         )

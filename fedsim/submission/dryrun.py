@@ -18,13 +18,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import yaml
-
 from fedsim.errors import FedsimError, SpecError
 from fedsim.submission.check import Target, check_submission, resolve_target
 from fedsim.submission.options import CheckOptions
 from fedsim.submission.report import SubmissionReport
 from fedsim.submission.toydata import CheckData
+from fedsim.yamlsafe import safe_load_file
 
 CSV_COLUMNS = (
     "submission",
@@ -48,10 +47,7 @@ def load_submissions(path: Path) -> list[Target]:
         if not targets:
             raise SpecError("no MLCube folder (a folder with mlcube.yaml) in this directory", file=str(path))
     elif path.is_file():
-        try:
-            entries = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            raise SpecError(f"cannot read the submissions list: {exc}", file=str(path)) from exc
+        entries = safe_load_file(path)
         if isinstance(entries, dict) and "submissions" in entries:
             entries = entries["submissions"]
         if not isinstance(entries, list) or not entries:
