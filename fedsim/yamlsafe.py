@@ -179,10 +179,12 @@ def safe_load_text(
         raise InvalidYaml(one_line(exc.problem), file=source, where=where) from exc
     except yaml.YAMLError as exc:  # e.g. a ReaderError: a control character
         raise InvalidYaml(one_line(exc), file=source) from exc
-    except (ValueError, OverflowError) as exc:
-        # SafeLoader's constructors raise these for values the resolver accepted: a date such as 2024-13-45,
-        # ``!!int abc``, an integer literal of more than 4300 digits.
-        raise InvalidYaml(one_line(exc), file=source, value=True) from exc
+    except (ValueError, OverflowError, KeyError, IndexError, AttributeError, TypeError) as exc:
+        # SafeLoader's constructors raise these for values the resolver or an explicit tag let through: a date
+        # such as 2024-13-45, ``!!int abc``, an integer of more than 4300 digits, an empty ``!!bool`` (KeyError),
+        # ``!!int`` (IndexError) or ``!!timestamp`` (AttributeError).
+        detail = one_line(exc) if str(exc) else type(exc).__name__
+        raise InvalidYaml(f"invalid value: {detail}", file=source, value=True) from exc
     except RecursionError as exc:  # a deep structure below MAX_YAML_DEPTH still recursing too far (belt and braces)
         raise InvalidYaml("nested too deeply", file=source) from exc
 

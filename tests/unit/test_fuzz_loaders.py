@@ -353,6 +353,12 @@ def test_alias_bombs_stay_bounded(fuzz_dir: Path, loader: str, data: st.DataObje
 
 
 NASTY: dict[str, str | bytes] = {
+    # explicit tags on empty or malformed scalars: SafeLoader raises KeyError/IndexError/AttributeError (found by
+    # hypothesis in CI with another hypothesis version than the one that wrote this module)
+    "empty_bool_tag": "!!bool",
+    "empty_int_tag": "a: !!int ''",
+    "empty_timestamp_tag": "!!timestamp",
+    "sign_only_int": "a: !!int '-'",
     "billion_laughs": _alias_bomb(9, 9, "name") + "tasks: {t: {}}\n",
     "billion_laughs_extra_section": "name: x\ntasks: {t: {}}\n" + _alias_bomb(10, 10, "x_extra_section"),
     "recursive_alias_list": "name: &a [*a]\n",
