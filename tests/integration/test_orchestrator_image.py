@@ -65,3 +65,29 @@ def test_orchestrator_runs_a_benchmark_against_the_host_engine(tmp_path: Path, i
         assert len(results) == 1 and all(m["baseline"]["missing_pred"] is False for m in results.values())
         assert any((run / "sites" / site / "predictions" / "baseline").iterdir())
     print(f"orchestrator run ({translation}): {elapsed:.1f}s")
+
+
+def test_orchestrator_runs_the_bundled_benchmark(tmp_path: Path, image: str) -> None:
+    """The issue's check: the image's own bundled benchmark (three full-size sites, both reference models) on the
+    docker runtime, with the results appearing on the host."""
+    argv = [
+        "docker", "run", "--rm", f"--user={os.getuid()}:{os.getgid()}", f"--group-add={os.stat(SOCKET).st_gid}",
+        f"--volume={SOCKET}:{SOCKET}", f"--volume={tmp_path}:/data", "--env=FEDSIM_CACHE_DIR=/data/cache",
+        "--env=HOME=/data", image, "run", "benchmark", "/opt/fedsim/benchmarks/fets2022-task2",
+        "--runtime", "docker", "--runs-dir", "/data/runs", "--run-id", "bundled",
+    ]  # fmt: skip
+    started = time.monotonic()
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=900)
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    run = tmp_path / "runs" / "bundled"
+    jobs = json.loads((run / "summary.json").read_text())["jobs"]
+    assert len(jobs) == 21 and {j["status"] for j in jobs} == {"succeeded"}
+    assert {j["runtime"] for j in jobs} == {"docker"}
+    for site in ("site_a", "site_b", "site_c"):
+        results = yaml.safe_load((run / "results" / f"{site}.yaml").read_text())
+        assert len(results) == 3
+        wt = [m["baseline"]["Dice_WT"] for m in results.values()]
+        assert sum(wt) / len(wt) > 0.7
+    assert (run / "report.html").is_file() and (run / "ranking" / "final_ranks_rankThenMean.csv").is_file()
+    print(f"orchestrator bundled run: {elapsed:.1f}s")
