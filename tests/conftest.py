@@ -89,3 +89,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("docker"):
             item.add_marker(skip)
+
+
+def containers_of_run(run_id: str) -> list[str]:
+    """Names of the containers (running or not) that carry ``fedsim.run=<run_id>``: what a test may leave behind.
+
+    Filtering on the run keeps the check true while other suites share the engine.
+    """
+    import docker
+
+    client = docker.from_env()
+    try:
+        return [c.name for c in client.containers.list(all=True, filters={"label": f"fedsim.run={run_id}"})]
+    finally:
+        client.close()

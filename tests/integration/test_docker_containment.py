@@ -30,7 +30,7 @@ from fedsim.pipeline.job import Job, JobKind, JobLimits, JobResult, JobStatus
 from fedsim.runtimes import docker_available
 from fedsim.runtimes.docker import container_user
 from fedsim.runtimes.select import RuntimePool
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, containers_of_run
 
 pytestmark = pytest.mark.docker
 
@@ -44,17 +44,9 @@ CASES = ("FeTS22_Patient0001", "FeTS22_Patient0002")
 def _no_leftover_containers() -> Iterator[None]:
     """After this module, no container it created may remain (ran, failed, timed out or interrupted)."""
     yield
-    if not docker_available():
-        return
-    import docker
-
-    client = docker.from_env()
-    try:
-        left = client.containers.list(all=True, filters={"label": "fedsim"})
-        mine = [c.name for c in left if c.labels.get("fedsim.run") == RUN]
-    finally:
-        client.close()
-    assert mine == [], f"containers left behind: {mine}"
+    if docker_available():
+        left = containers_of_run(RUN)
+        assert left == [], f"containers left behind: {left}"
 
 
 @pytest.fixture(scope="module")

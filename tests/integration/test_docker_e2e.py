@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from fedsim.pipeline.run import RunOptions, RunReport, run_benchmark
-from tests.conftest import CUBES, small_benchmark
+from tests.conftest import CUBES, containers_of_run, small_benchmark
 
 pytestmark = [pytest.mark.docker, pytest.mark.e2e]
 
@@ -53,7 +53,6 @@ def _run(bench: Path, runs: Path, runtime: str) -> RunReport:
 
 
 def test_docker_and_local_runs_agree(tmp_path: Path) -> None:
-    import docker
 
     bench = small_benchmark(tmp_path, models=MODELS, sites=len(SITES), cases=2)
     local = _run(bench, tmp_path / "runs", "local")
@@ -69,12 +68,7 @@ def test_docker_and_local_runs_agree(tmp_path: Path) -> None:
     assert local.ranking.final_rank == dock.ranking.final_rank
 
     # Only this run's containers: other suites may share the engine (the label is the run directory's name).
-    client = docker.from_env()
-    try:
-        left = client.containers.list(all=True, filters={"label": ["fedsim", f"fedsim.run={dock.run.run_id}"]})
-    finally:
-        client.close()
-    assert left == [], [c.name for c in left]
+    assert containers_of_run(dock.run.run_id) == []
 
     uid = os.getuid()
     foreign = [

@@ -24,7 +24,7 @@ from fedsim.pipeline.execute import MODEL_PARAMETERS, execute_job
 from fedsim.pipeline.job import Job, JobKind, JobLimits, JobStatus
 from fedsim.runtimes import docker_available
 from fedsim.runtimes.select import RuntimePool, singularity_binary
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, containers_of_run
 
 RUN = f"fedsim-test-fidelity-{secrets.token_hex(3)}"  # every container this module creates carries it
 CUBE_DIRS = FIXTURES / "cubes"
@@ -130,17 +130,9 @@ def test_diagnose_reports_the_tmpfs_size_it_was_given() -> None:
 def _no_leftover_containers() -> Iterator[None]:
     """After this module, no container it created may remain (ran, failed, timed out or interrupted)."""
     yield
-    if not docker_available():
-        return
-    import docker
-
-    client = docker.from_env()
-    try:
-        left = client.containers.list(all=True, filters={"label": "fedsim"})
-        mine = [c.name for c in left if c.labels.get("fedsim.run") == RUN]
-    finally:
-        client.close()
-    assert mine == [], f"containers left behind: {mine}"
+    if docker_available():
+        left = containers_of_run(RUN)
+        assert left == [], f"containers left behind: {left}"
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,7 @@ import psutil
 import pytest
 import yaml
 
-from tests.conftest import CUBES, FIXTURES, small_benchmark
+from tests.conftest import CUBES, FIXTURES, containers_of_run, small_benchmark
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -437,15 +437,7 @@ def test_no_process_of_any_job_survives(hostile_run: HostileRun) -> None:
 
 
 def test_no_container_of_the_run_remains(hostile_run: HostileRun) -> None:
-    import docker
-
-    client = docker.from_env()
-    try:
-        run_id = hostile_run.report.run.run_id
-        left = client.containers.list(all=True, filters={"label": f"fedsim.run={run_id}"})
-    finally:
-        client.close()
-    assert [c.name for c in left] == []
+    assert containers_of_run(hostile_run.report.run.run_id) == []
 
 
 # ---------------------------------------------------------------- metrics: penalty rows; the baseline untouched

@@ -13,7 +13,7 @@ import pytest
 
 from fedsim.runtimes.orphans import orphan_processes
 from fedsim.store.ledger import Ledger
-from tests.conftest import CUBES, FIXTURES, ROOT, small_benchmark
+from tests.conftest import CUBES, FIXTURES, ROOT, containers_of_run, small_benchmark
 
 
 def _interrupt_run(tmp_path: Path, runtime: str) -> tuple[subprocess.CompletedProcess[str], Path]:
@@ -64,9 +64,6 @@ def test_ctrl_c_on_local_runtime(tmp_path: Path) -> None:
 @pytest.mark.docker
 @pytest.mark.e2e
 def test_ctrl_c_kills_containers(tmp_path: Path) -> None:
-    import docker
-
     result, runs = _interrupt_run(tmp_path, "docker")
     _check(result, runs)
-    client = docker.from_env()
-    assert not client.containers.list(all=True, filters={"label": "fedsim.run=r"})
+    assert containers_of_run("r") == []
