@@ -58,8 +58,8 @@ def _flush_outputs(inv: Invocation) -> None:
                     os.close(fd)
 
 
-def _tail(path: Path, lines: int = 1, max_chars: int = 300) -> str:
-    """The last ``lines`` lines of a job log (the runtime's own ``$ command`` lines left out)."""
+def _tail_lines(path: Path, lines: int) -> list[str]:
+    """The last ``lines`` non-empty lines of a job log (the runtime's own ``$ command`` lines left out)."""
     try:
         with open(path, "rb") as fh:
             fh.seek(0, 2)
@@ -67,9 +67,9 @@ def _tail(path: Path, lines: int = 1, max_chars: int = 300) -> str:
             fh.seek(max(0, size - 4096))
             text = fh.read().decode("utf-8", "replace")
     except OSError:
-        return ""
+        return []
     kept = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("$ ")]
-    return " | ".join(kept[-lines:])[-max_chars:]
+    return kept[-lines:]
 
 
 def execute_job(
@@ -151,9 +151,10 @@ def execute_job(
         _flush_outputs(inv)
     else:
         result.status = JobStatus.FAILED
-        last = _tail(job.log_path)
+        tail = _tail_lines(job.log_path, 40)  # read once: the last line for the reason, all for the diagnosis
+        last = tail[-1][-300:] if tail else ""
         result.reason = f"exited with code {outcome.exit_code}" + (f": {last}" if last else "")
-        hint = explain_failure(_tail(job.log_path, lines=40, max_chars=4000), inv.isolation)
+        hint = explain_failure(" | ".join(tail)[-4000:], inv.isolation)
         if hint:
             result.reason = f"{hint} ({result.reason})"
     return result

@@ -19,7 +19,7 @@ from fedsim.cube import CubeSpec, image_only_cube, load_cube
 from fedsim.errors import SpecError, StoreError
 from fedsim.executors.base import Executor
 from fedsim.executors.local import LocalExecutor
-from fedsim.pipeline.job import Job, JobKind, JobResult, JobStatus
+from fedsim.pipeline.job import JobKind, JobResult, JobStatus
 from fedsim.pipeline.plan import Cubes, SitePlan, plan
 from fedsim.pipeline.scheduler import EventSink, run_all
 from fedsim.pipeline.sitedata import ensure_site_data, needs_synthesis
@@ -280,7 +280,3 @@ def run_benchmark(
             log.exception("writing the HTML report failed")
             say(f"warning: the HTML report could not be written ({type(exc).__name__}: {exc}); see the log")
     return report
-
-
-def jobs_of(plans: list[SitePlan]) -> list[Job]:
-    return [j for p in plans for j in p.jobs]
