@@ -29,7 +29,41 @@ STYLE = {
 }
 
 
-class RunProgress:
+class LiveDisplay:
+    """A rich ``Live`` view refreshed twice a second on a terminal; subclasses render and hold ``_lock``.
+
+    Off a terminal nothing is drawn (the subclass prints plain lines instead).
+    """
+
+    console: Console
+    live_mode: bool
+    _lock: threading.Lock
+    _live: Live | None = None
+
+    def _render(self) -> Any:
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        if self.live_mode:
+            self._live = Live(self._render(), console=self.console, refresh_per_second=4, transient=True)
+            self._live.__enter__()
+            threading.Thread(target=self._tick, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._live is not None:
+            live, self._live = self._live, None
+            live.__exit__(*exc)
+
+    def _tick(self) -> None:
+        while self._live is not None:
+            with self._lock:
+                if self._live is not None:
+                    self._live.update(self._render())
+            time.sleep(0.5)
+
+
+class RunProgress(LiveDisplay):
     """Receives job events from the scheduler's threads and renders them."""
 
     def __init__(self, console: Console, jobs: list[Job] | None = None) -> None:
@@ -49,25 +83,6 @@ class RunProgress:
         self._state[job.key] = (job, JobStatus.PENDING, 0.0, None)
         self._order.append(job.key)
         self._total += 1
-
-    def __enter__(self) -> RunProgress:
-        if self.live_mode:
-            self._live = Live(self._render(), console=self.console, refresh_per_second=4, transient=True)
-            self._live.__enter__()
-            threading.Thread(target=self._tick, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._live is not None:
-            self._live.__exit__(*exc)
-            self._live = None
-
-    def _tick(self) -> None:
-        while self._live is not None:
-            with self._lock:
-                if self._live is not None:
-                    self._live.update(self._render())
-            time.sleep(0.5)
 
     def __call__(self, kind: str, job: Job, result: JobResult | None) -> None:
         with self._lock:

@@ -15,10 +15,10 @@ import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from fedsim.errors import FedsimError, SpecError
+from fedsim.report.console import LiveDisplay
 from fedsim.submission.check import Target, check_submission, resolve_target
 from fedsim.submission.options import CheckOptions
 from fedsim.submission.report import SubmissionReport
@@ -162,7 +162,7 @@ def write_exports(reports: list[SubmissionReport], out_dir: Path) -> list[Path]:
     return [csv_path, json_path]
 
 
-class DryRunProgress:
+class DryRunProgress(LiveDisplay):
     """Live view of the checks on a terminal (phase and elapsed time per submission); log lines otherwise."""
 
     def __init__(self, console: Any, names: list[str]) -> None:
@@ -172,27 +172,6 @@ class DryRunProgress:
         self._state: dict[str, tuple[str, float, float | None]] = {n: ("queued", 0.0, None) for n in names}
         self._started = time.monotonic()
         self._live: Any = None
-
-    def __enter__(self) -> DryRunProgress:
-        if self.live_mode:
-            from rich.live import Live
-
-            self._live = Live(self._render(), console=self.console, refresh_per_second=4, transient=True)
-            self._live.__enter__()
-            threading.Thread(target=self._tick, daemon=True).start()
-        return self
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
-        if self._live is not None:
-            live, self._live = self._live, None
-            live.__exit__(et, ev, tb)
-
-    def _tick(self) -> None:
-        while self._live is not None:
-            with self._lock:
-                if self._live is not None:
-                    self._live.update(self._render())
-            time.sleep(0.5)
 
     def __call__(self, name: str, phase: str) -> None:
         with self._lock:
