@@ -22,6 +22,7 @@ from fedsim.pipeline.diagnose import explain_failure
 from fedsim.pipeline.job import Job, JobKind, JobResult, JobStatus
 from fedsim.runtimes.orphans import TOKEN_VAR, job_token
 from fedsim.runtimes.select import RuntimePool, runtime_for
+from fedsim.store.tail import read_end
 
 MODEL_PARAMETERS = {"data_path", "output_path"}
 
@@ -60,15 +61,10 @@ def _flush_outputs(inv: Invocation) -> None:
 
 def _tail_lines(path: Path, lines: int) -> list[str]:
     """The last ``lines`` non-empty lines of a job log (the runtime's own ``$ command`` lines left out)."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, 2)
-            size = fh.tell()
-            fh.seek(max(0, size - 4096))
-            text = fh.read().decode("utf-8", "replace")
-    except OSError:
+    end = read_end(path, 4096)
+    if end is None:
         return []
-    kept = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("$ ")]
+    kept = [ln.strip() for ln in end[0].splitlines() if ln.strip() and not ln.startswith("$ ")]
     return kept[-lines:]
 
 

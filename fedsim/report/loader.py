@@ -15,6 +15,7 @@ from typing import Any
 from fedsim.errors import StoreError
 from fedsim.ranking import DEFAULT_METHOD, METHODS, InstitutionResults, RankingResult, load_institutions, rank
 from fedsim.store.rundir import RunDirectory
+from fedsim.store.tail import read_end
 from fedsim.yamlsafe import safe_load_file
 
 __all__ = ["REGION_SUFFIXES", "JobRow", "RunData", "load_run", "split_metric"]
@@ -180,15 +181,10 @@ def _job_row(run: RunDirectory, job: dict[str, Any]) -> JobRow:
 
 def read_tail(path: Path, lines: int = LOG_TAIL_LINES, max_bytes: int = LOG_TAIL_BYTES) -> str | None:
     """The last ``lines`` lines of a log (at most ``max_bytes`` read from its end); None if unreadable."""
-    try:
-        with path.open("rb") as fh:
-            fh.seek(0, 2)
-            size = fh.tell()
-            fh.seek(max(0, size - max_bytes))
-            data = fh.read()
-    except OSError:
+    end = read_end(path, max_bytes)
+    if end is None:
         return None
-    text = data.decode("utf-8", errors="replace")
-    if size > max_bytes:
+    text, truncated = end
+    if truncated:
         text = text.split("\n", 1)[-1]  # drop the partial first line
     return "\n".join(text.rstrip("\n").split("\n")[-lines:])
