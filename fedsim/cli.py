@@ -34,6 +34,14 @@ RuntimeOpt = Annotated[
     str | None,
     typer.Option("--runtime", help="override every site's runtime: auto, local, docker or singularity"),
 ]
+AllowUnsandboxedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-unsandboxed",
+        help="where neither Docker nor the bubblewrap sandbox can run, run submissions as plain host processes "
+        "(no containment: for your own cubes only)",
+    ),
+]
 
 
 def _version(value: bool) -> None:
@@ -77,9 +85,10 @@ def run_benchmark_cmd(
         str | None,
         typer.Option("--resume", help="continue an interrupted run (its id in --runs-dir); finished jobs are kept"),
     ] = None,
+    allow_unsandboxed: AllowUnsandboxedOpt = False,
 ) -> None:
     """Run every site's data prep, every model's inference and the metrics, then rank the models."""
-    from fedsim.pipeline.run import RunOptions, prepare_run, resume_options, run_benchmark
+    from fedsim.pipeline.run import RunOptions, check_containment, prepare_run, resume_options, run_benchmark
     from fedsim.report.console import RunProgress, final_table, ranking_table, stop_on_interrupt
 
     if runtime is not None and runtime not in {"auto", "local", "docker", "singularity"}:
@@ -95,8 +104,10 @@ def run_benchmark_cmd(
         models=tuple(model or ()),
         max_sites=max_sites,
         resume=resume,
+        allow_unsandboxed=allow_unsandboxed,
     )
-    bench, site_specs, _ = prepare_run(resume_options(options) if resume else options)  # validate first
+    bench, site_specs, cubes = prepare_run(resume_options(options) if resume else options)  # validate first
+    check_containment(site_specs, cubes, options)  # refuse unsandboxed submissions before any output
     out.print(
         f"benchmark [bold]{bench.name}[/]: {len(site_specs)} sites × {len(bench.models)} models "
         f"({', '.join(m.name for m in bench.models)})"

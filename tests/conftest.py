@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -42,8 +43,8 @@ def small_benchmark(
         bench / "benchmark.yaml",
         {
             "name": "small",
-            "data_prep": {"cube": str(CUBES / "data_prep")},
-            "metrics": {"cube": str(CUBES / "metrics")},
+            "data_prep": {"cube": str(CUBES / "data_prep"), "parameters_file": "generated"},
+            "metrics": {"cube": str(CUBES / "metrics"), "parameters_file": "generated"},
             "models": [{"name": n, "cube": str(p)} for n, p in models.items()],
             "limits": {"timeout_per_case_s": timeout_per_case_s, "task_timeout_s": 120},
             "data": {"expected_shape": list(shape)},
@@ -76,18 +77,38 @@ def small_benchmark(
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Docker tests skip on a machine without an engine — except in CI, where that is a failure."""
-    import os
+    """Docker tests skip on a machine without an engine, sandbox tests on one where bubblewrap cannot run —
+    except in CI (``FEDSIM_REQUIRE_DOCKER=1``, ``FEDSIM_REQUIRE_SANDBOX=1``), where that is a failure."""
+    _skip_unless(items, "docker", _docker_missing, "FEDSIM_REQUIRE_DOCKER", "no Docker engine answers")
+    _skip_unless(items, "sandbox", _sandbox_missing, "FEDSIM_REQUIRE_SANDBOX", "the bubblewrap sandbox cannot run")
 
+
+def _docker_missing() -> str | None:
     from fedsim.runtimes import docker_available
 
-    if not any(item.get_closest_marker("docker") for item in items) or docker_available():
+    return None if docker_available() else "no Docker engine answers"
+
+
+def _sandbox_missing() -> str | None:
+    from fedsim.runtimes.sandbox import probe
+
+    found = probe()
+    return None if found.ok else found.reason
+
+
+def _skip_unless(items: list[pytest.Item], marker: str, missing: Any, require: str, what: str) -> None:
+    import os
+
+    if not any(item.get_closest_marker(marker) for item in items):
         return
-    if os.environ.get("FEDSIM_REQUIRE_DOCKER") == "1":
-        raise pytest.UsageError("FEDSIM_REQUIRE_DOCKER=1 but no Docker engine answers: the docker tests cannot run")
-    skip = pytest.mark.skip(reason="no Docker engine answers (CI sets FEDSIM_REQUIRE_DOCKER=1 and starts one)")
+    why = missing()
+    if why is None:
+        return
+    if os.environ.get(require) == "1":
+        raise pytest.UsageError(f"{require}=1 but {what} ({why}): the {marker} tests cannot run")
+    skip = pytest.mark.skip(reason=f"{why} (CI sets {require}=1 and provides it)")
     for item in items:
-        if item.get_closest_marker("docker"):
+        if item.get_closest_marker(marker):
             item.add_marker(skip)
 
 

@@ -1,28 +1,44 @@
 """A task call bound to host paths, and MLCube's mount/argument scheme for containers (DESIGN §4).
 
-``bind`` is pure: it resolves each parameter's host path (override, else the default resolved against the
-workspace) in MLCube's order — inputs first, then outputs, each in YAML order. ``container_mounts`` then
-gives every distinct host directory one ``/mlcube_io{N}`` mount point, exactly as MLCube's docker and
-singularity runners do, so a cube that works with ``mlcube run`` works here unchanged.
+``bind`` resolves each parameter's host path (override, else the default resolved against the workspace)
+in MLCube's order — inputs first, then outputs, each in YAML order — and types untyped parameters as MLCube
+does. ``container_mounts`` then gives every distinct host directory one ``/mlcube_io{N}`` mount point,
+exactly as MLCube's docker and singularity runners do, so a cube that works with ``mlcube run`` works here
+unchanged. The deliberate departures are listed in ``docs/mlcube-compatibility.md``.
 """
 
 from __future__ import annotations
 
+import os
+import shlex
+import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from fedsim.cube.mlcube import CubeSpec
 from fedsim.errors import SpecError
+from fedsim.spec.models import DEFAULT_MAX_PIDS
 
 
 @dataclass(frozen=True)
 class BoundParameter:
+    """A parameter bound to a host path. ``opts`` is what the cube declared (None: not declared);
+    ``pinned``: fedsim sets it from the federation's contract (a model's ``data_path``/``output_path``),
+    so a container sees exactly that path and never its parent."""
+
     name: str
     io: Literal["input", "output"]
     type: Literal["directory", "file"]
     host_path: Path
-    opts: Literal["ro", "rw"]
+    opts: Literal["ro", "rw"] | None = None
+    pinned: bool = False
+
+    @property
+    def host_dir(self) -> Path:
+        """The directory MLCube mounts for it: itself, or a file's parent."""
+        return self.host_path if self.type == "directory" else self.host_path.parent
 
 
 @dataclass(frozen=True)
@@ -44,7 +60,7 @@ class Isolation:
     untrusted: bool = False
     singularity_fidelity: bool = False
     ram_bytes: int | None = None
-    pids_limit: int = 4096
+    pids_limit: int = DEFAULT_MAX_PIDS  # the benchmark's limits.max_pids
     tmpfs_bytes: int = 64 * 1024 * 1024  # /tmp under singularity fidelity (a hospital's writable tmpfs)
     untrusted_tmpfs_bytes: int = 1024 * 1024 * 1024  # /tmp of other untrusted containers; counts as RAM
     cpus: float | None = None  # the site's CPU count, as a CPU quota where the runtime can set one
@@ -67,79 +83,203 @@ class Invocation:
     def untrusted(self) -> bool:
         return self.isolation.untrusted
 
-    def create_outputs(self) -> None:
-        """Create output directories (and parents of output files), as MLCube does before a run."""
+    @property
+    def entrypoint(self) -> list[str] | None:
+        """The task's ``entrypoint`` words (it replaces the image's, and the task name is not passed)."""
+        entry = self.cube.task(self.task).entrypoint
+        return shlex.split(entry) if entry else None
+
+    def create_directories(self) -> None:
+        """Create every directory parameter and the parent of every file parameter, inputs included, as MLCube
+        does before a run (``os.makedirs`` in ``generate_mounts_and_args``)."""
         for p in self.parameters:
-            if p.io != "output":
-                continue
-            (p.host_path if p.type == "directory" else p.host_path.parent).mkdir(parents=True, exist_ok=True)
+            p.host_dir.mkdir(parents=True, exist_ok=True)
+
+    def create_outputs(self) -> None:
+        """Create output directories (and parents of output files): what a job owns before it starts."""
+        for p in self.parameters:
+            if p.io == "output":
+                p.host_dir.mkdir(parents=True, exist_ok=True)
 
     def host_args(self) -> list[str]:
         """``--name=host_path`` arguments for runtimes without containers."""
         return [f"--{p.name}={p.host_path}" for p in self.parameters]
 
 
-def _resolve(cube: CubeSpec, value: str | Path) -> Path:
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else (cube.workspace_dir / path)
+def host_path(workspace: Path, value: str | Path) -> Path:
+    """MLCube's ``Shell.get_host_path``: ``~`` and ``$VAR`` expanded, relative values under the workspace."""
+    path = Path(os.path.expandvars(os.path.expanduser(str(value))))
+    return path if path.is_absolute() else workspace / path
+
+
+def _contained(base: Path, default: str) -> Path:
+    """Where an output fedsim does not set goes: under the job's own directory, by its default name."""
+    rel = Path(os.path.normpath(default.replace("\\", "/")))
+    if rel.is_absolute() or rel.parts[:1] == ("..",) or str(rel) == ".":
+        rel = Path(rel.name or "output")
+    return base / rel
 
 
 def bind(
     cube: CubeSpec,
     task: str,
-    overrides: dict[str, Path] | None = None,
+    overrides: Mapping[str, str | Path] | None = None,
     *,
     env: dict[str, str] | None = None,
     gpu_ids: tuple[str, ...] = (),
     isolation: Isolation | None = None,
-    only: set[str] | None = None,
     labels: dict[str, str] | None = None,
+    pinned: frozenset[str] | set[str] = frozenset(),
+    outputs_dir: Path | None = None,
 ) -> Invocation:
-    """Bind a task's parameters to host paths; unknown override names are an error, not ignored.
+    """Bind a task's parameters to host paths with MLCube's rules, inputs first then outputs, in YAML order.
 
-    ``only`` restricts the call to those parameters — the federation passes a model's ``infer`` just
-    ``data_path`` and ``output_path``, never its ``parameters_file`` or ``checkpoint_path``.
+    ``overrides`` are the ``key=value`` pairs of ``mlcube run``; as there, names the task does not declare are
+    ignored and relative values resolve against the workspace. Every other parameter gets its default
+    (the parameter's name when none is declared) — except that with ``outputs_dir`` an output fedsim does
+    not set lands there instead of in a workspace several jobs share. Untyped parameters are typed as MLCube
+    types them: trailing slash → directory; an input by what exists on the host; an untyped output is an error.
     """
-    overrides = dict(overrides or {})
+    overrides = {k: _interpolate_value(cube, v) for k, v in (overrides or {}).items()}
     spec = cube.task(task).parameters
-    known = set(spec.inputs) | set(spec.outputs)
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise SpecError(
-            f"task {task!r} of cube {cube.name!r} has no parameter {', '.join(unknown)}; "
-            f"it has: {', '.join(sorted(known))}",
-            file=str(cube.root / "mlcube.yaml"),
-            field=f"tasks.{task}.parameters",
-        )
+    workspace = cube.workspace_dir
+    _sync_workspace(cube, task, overrides)
+    mlcube_file = str(cube.root / "mlcube.yaml")
     bound: list[BoundParameter] = []
     for io, params in (("input", spec.inputs), ("output", spec.outputs)):
         for name, param in params.items():
-            if only is not None and name not in only:
-                continue
-            host = overrides.get(name)
-            path = Path(host).resolve() if host is not None else _resolve(cube, param.default)
-            opts = param.opts or ("ro" if io == "input" else "rw")
-            assert param.type is not None
-            bound.append(BoundParameter(name, io, param.type, path, opts))  # type: ignore[arg-type]
-    return Invocation(cube, task, tuple(bound), dict(env or {}), gpu_ids, isolation or Isolation(), dict(labels or {}))
+            default = param.default if param.default is not None else name
+            given = overrides.get(name)
+            value = str(given) if given is not None else default
+            kind = param.declared_type(value)
+            if given is not None:
+                path = host_path(workspace, given)
+            elif io == "output" and outputs_dir is not None:
+                path = _contained(outputs_dir, default)
+            else:
+                path = host_path(workspace, default)
+            if kind is None:
+                where = f"tasks.{task}.parameters.{io}s.{name}"
+                if io == "output":
+                    raise SpecError(
+                        "an output parameter needs a type: declare 'type: directory' or 'type: file' "
+                        "(or end its default with '/'), as MLCube requires",
+                        file=mlcube_file,
+                        field=where,
+                    )
+                if path.is_dir():
+                    kind = "directory"
+                elif path.is_file():
+                    kind = "file"
+                else:
+                    raise SpecError(
+                        f"untyped input {path} does not exist, so MLCube cannot tell a file from a directory: "
+                        "declare 'type: directory' or 'type: file', or create it",
+                        file=mlcube_file,
+                        field=where,
+                    )
+            bound.append(BoundParameter(name, io, kind, path, param.opts, name in pinned))  # type: ignore[arg-type]
+    iso = isolation or Isolation()
+    if iso.untrusted:
+        _confine(cube, task, [p for p in bound if p.name not in overrides])
+    return Invocation(cube, task, tuple(bound), dict(env or {}), gpu_ids, iso, dict(labels or {}))
+
+
+def _interpolate_value(cube: CubeSpec, value: str | Path) -> str | Path:
+    """A ``key=value`` given on the command line may use the same OmegaConf references as mlcube.yaml."""
+    if isinstance(value, Path) or "${" not in value:
+        return value
+    from fedsim.cube.mlcube import interpolate
+
+    data = cube.model_dump(mode="json", exclude={"root", "workspace"}, exclude_none=True)
+    data["__value__"] = value
+    resolved = interpolate(data, cube.root, cube.workspace_dir, cube.root / "mlcube.yaml")
+    return str(resolved["__value__"])
+
+
+def _sync_workspace(cube: CubeSpec, task: str, overrides: Mapping[str, str | Path]) -> None:
+    """MLCube's ``Shell.sync_workspace``: with a custom workspace, inputs that exist in the cube's own
+    workspace but not in the custom one are copied there first (unless some task writes them)."""
+    if cube.workspace is None:
+        return
+    target = cube.workspace_dir
+    target.mkdir(parents=True, exist_ok=True)
+    source = cube.root / "workspace"
+    if not source.exists() or source.resolve() == target.resolve():
+        return
+
+    def value(name: str, default: str | None) -> str:
+        given = overrides.get(name)
+        return str(given) if given is not None else (default if default is not None else name)
+
+    produced = {target / value(n, p.default) for t in cube.tasks.values() for n, p in t.parameters.outputs.items()}
+    for name, param in cube.task(task).parameters.inputs.items():
+        rel = value(name, param.default)
+        src, dst = source / rel, target / rel
+        inside = os.path.commonpath([source]) == os.path.commonpath([source, src])
+        if not inside or not src.exists() or dst.exists() or dst in produced:
+            continue
+        if os.path.commonpath([target]) != os.path.commonpath([target, dst]):
+            continue
+        if src.is_file():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dst)
+        elif src.is_dir():
+            shutil.copytree(src, dst, dirs_exist_ok=True)
+
+
+def _confine(cube: CubeSpec, task: str, bound: list[BoundParameter]) -> None:
+    """A submission's defaults may only point into its own directory: a declared default such as ``/data``
+    or ``../../labels`` must not reach the site's files (fedsim's hardening; MLCube would mount it)."""
+    allowed = [cube.root.resolve(), cube.workspace_dir.resolve()]
+    for p in bound:
+        if p.io != "input":
+            continue
+        real = p.host_path.resolve()
+        if not any(real == a or a in real.parents for a in allowed):
+            raise SpecError(
+                f"parameter {p.name!r} of a submission resolves to {real}, outside the cube's own directory; "
+                "a model may only read its own workspace (use a relative default such as 'weights/')",
+                file=str(cube.root / "mlcube.yaml"),
+                field=f"tasks.{task}.parameters.inputs.{p.name}",
+            )
 
 
 def container_mounts(inv: Invocation, prefix: str = "/mlcube_io") -> tuple[list[Mount], list[str]]:
     """MLCube's scheme: one mount per distinct host directory, ``--p=/mlcube_io{N}[/file]`` arguments.
 
-    A file parameter mounts its parent directory. Identical host directories share one mount; the shared
-    mount is read-only only if every parameter using it is read-only.
+    A file parameter mounts its parent directory; identical host directories share one mount point. Modes as
+    MLCube sets them: read-write unless a parameter declares ``opts: ro`` (conflicting declarations give
+    ``rw``). For untrusted cubes (fedsim's hardening) every mount no output uses is read-only, and a pinned
+    file-typed parameter is mounted alone at ``/mlcube_io{N}/<name>`` so its parent (a site's directory with
+    ``labels/``) never enters the container; the arguments stay exactly MLCube's.
     """
     points: dict[Path, str] = {}
-    read_only: dict[Path, bool] = {}
+    opts: dict[Path, str] = {}
+    writers: set[Path] = set()
+    parents_needed: list[Path] = []
+    exact: list[Mount] = []
     args: list[str] = []
     for p in inv.parameters:
-        host_dir = p.host_path if p.type == "directory" else p.host_path.parent
+        host_dir = p.host_dir
         if host_dir not in points:
             points[host_dir] = f"{prefix}{len(points)}"
-            read_only[host_dir] = True
-        read_only[host_dir] = read_only[host_dir] and p.opts == "ro"
-        target = points[host_dir] if p.type == "directory" else f"{points[host_dir]}/{p.host_path.name}"
+        point = points[host_dir]
+        if p.opts is not None:
+            opts[host_dir] = "rw" if host_dir in opts and opts[host_dir] != p.opts else p.opts
+        if p.io == "output":
+            writers.add(host_dir)
+        target = point if p.type == "directory" else f"{point}/{p.host_path.name}"
         args.append(f"--{p.name}={target}")
-    mounts = [Mount(host, point, read_only[host]) for host, point in points.items()]
-    return mounts, args
+        if inv.untrusted and p.pinned and p.type == "file":
+            exact.append(Mount(p.host_path, target, p.io == "input"))
+        elif host_dir not in parents_needed:
+            parents_needed.append(host_dir)
+    mounts: list[Mount] = []
+    for host_dir in parents_needed:
+        if inv.untrusted:
+            read_only = host_dir not in writers or opts.get(host_dir) == "ro"
+        else:
+            read_only = opts.get(host_dir) == "ro"
+        mounts.append(Mount(host_dir, points[host_dir], read_only))
+    return mounts + exact, args

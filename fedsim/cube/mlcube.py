@@ -6,10 +6,12 @@ with ``mlcube run`` loads here unchanged. The parts we do interpret (tasks, para
 
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from fedsim.errors import SpecError
 from fedsim.spec.loader import read_yaml_mapping, validate_mapping
@@ -17,21 +19,30 @@ from fedsim.spec.loader import read_yaml_mapping, validate_mapping
 MLCUBE_FILE = "mlcube.yaml"
 
 
+SEPARATORS = ("/", "\\")
+
+
 class Parameter(BaseModel):
-    """One task parameter: ``{type, default, opts}`` or a bare string that is the default."""
+    """One task parameter: ``{type, default, opts}`` or a bare string that is the default.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Kept as declared: a missing ``default`` means the parameter's name and a missing ``type`` is decided at
+    bind time from the value (trailing slash) or, for inputs, from what exists on the host — MLCube 0.0.9's
+    rules (``mlcube/config.py`` ``check_parameters``, ``mlcube/shell.py`` ``generate_mounts_and_args``).
+    """
 
-    type: Literal["directory", "file"] | None = None
-    default: str
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: Literal["directory", "file", "unknown"] | None = None
+    default: str | None = None
     opts: Literal["ro", "rw"] | None = None
 
-    @model_validator(mode="after")
-    def _infer_type(self) -> Parameter:
-        # MLCube: no type given → a directory when the path ends with a slash, else a file.
-        if self.type is None:
-            object.__setattr__(self, "type", "directory" if self.default.endswith("/") else "file")
-        return self
+    def declared_type(self, value: str) -> Literal["directory", "file"] | None:
+        """The type before looking at the host: declared, else a directory when a value ends with a slash."""
+        if self.type in ("directory", "file"):
+            return self.type  # type: ignore[return-value]
+        if (self.default or "").endswith(SEPARATORS) or value.endswith(SEPARATORS):
+            return "directory"
+        return None
 
 
 class TaskParameters(BaseModel):
@@ -46,7 +57,7 @@ class TaskParameters(BaseModel):
         if value is None:
             return {}
         if isinstance(value, dict):
-            return {k: {"default": v} if isinstance(v, str) else v for k, v in value.items()}
+            return {k: {"default": v} if isinstance(v, str) else ({} if v is None else v) for k, v in value.items()}
         return value
 
 
@@ -63,16 +74,38 @@ class Task(BaseModel):
 
 
 class DockerSection(BaseModel):
+    """MLCube's docker section. ``build_args``/``env_args`` may be a mapping or a CLI fragment, as in MLCube;
+    keys starting with ``--`` (``--gpus: all``) are extra ``docker run`` options, appended as ``--key=value``."""
+
     model_config = ConfigDict(extra="allow", frozen=True)
 
     image: str
     build_context: str = "."
     build_file: str = "Dockerfile"
     build_strategy: Literal["pull", "auto", "always", "never"] = "pull"
-    build_args: dict[str, str] = Field(default_factory=dict)
+    build_args: dict[str, str] | str = Field(default_factory=dict)
     gpu_args: str = ""
     cpu_args: str = ""
-    env_args: dict[str, str] = Field(default_factory=dict)
+    env_args: dict[str, str] | str = Field(default_factory=dict)
+
+    @field_validator("gpu_args", "cpu_args", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return "" if value is None else value
+
+    @field_validator("build_args", "env_args", mode="before")
+    @classmethod
+    def _stringify(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if isinstance(value, dict):
+            return {str(k): "" if v is None else str(v) for k, v in value.items()}
+        return value
+
+    def run_options(self) -> list[str]:
+        """The ``--key: value`` entries of the section as MLCube appends them to ``docker run``."""
+        extra = self.model_extra or {}
+        return [f"{k}={v}" for k, v in extra.items() if k.startswith("--") and v is not None]
 
 
 class SingularitySection(BaseModel):
@@ -95,6 +128,11 @@ class Platform(BaseModel):
 
     accelerator_count: int = Field(0, ge=0)
 
+    @field_validator("accelerator_count", mode="before")
+    @classmethod
+    def _none_is_zero(cls, value: Any) -> Any:
+        return 0 if value is None else value  # MLCube: `accelerator_count: null` means no accelerator
+
 
 class CubeSpec(BaseModel):
     """A loaded MLCube: where it lives, how to build/run it, and its tasks."""
@@ -110,6 +148,11 @@ class CubeSpec(BaseModel):
     singularity: SingularitySection | None = None
     local: LocalSection | None = None
     tasks: dict[str, Task] = Field(min_length=1)
+
+    @field_validator("platform", mode="before")
+    @classmethod
+    def _none_platform(cls, value: Any) -> Any:
+        return {} if value is None else value
 
     @field_validator("tasks", mode="before")
     @classmethod
@@ -144,13 +187,61 @@ class CubeSpec(BaseModel):
         return self.tasks[name]
 
 
-def load_cube(path: Path) -> CubeSpec:
-    """Load an MLCube from its directory (or the ``mlcube.yaml`` itself)."""
+def load_cube(path: Path, workspace: Path | None = None) -> CubeSpec:
+    """Load an MLCube from its directory (or the ``mlcube.yaml`` itself).
+
+    ``workspace`` is MLCube's ``--workspace`` (default ``<root>/workspace``); OmegaConf references such as
+    ``${runtime.workspace}`` are resolved against it exactly as ``mlcube run`` resolves them.
+    """
     path = Path(path)
     file = path / MLCUBE_FILE if path.is_dir() else path
+    root = file.parent.resolve()
+    ws = Path(os.path.abspath(os.path.expanduser(str(workspace)))) if workspace is not None else None
     data = read_yaml_mapping(file)
+    data.pop("workspace", None)  # MLCube overwrites it with the effective workspace
+    data = interpolate(data, root, ws or root / "workspace", file)
     cube = validate_mapping(CubeSpec, data, file)
-    return cube.model_copy(update={"root": file.parent.resolve()})
+    return cube.model_copy(update={"root": root, "workspace": ws})
+
+
+def _has_reference(value: Any) -> bool:
+    if isinstance(value, str):
+        return "${" in value
+    if isinstance(value, dict):
+        return any(_has_reference(k) or _has_reference(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_reference(v) for v in value)
+    return False
+
+
+def interpolate(data: dict[str, Any], root: Path, workspace: Path, file: Path) -> dict[str, Any]:
+    """Resolve OmegaConf references (``${runtime.root}``, ``${runtime.workspace}``, ``${workspace}``,
+    ``${docker.image}``, ``${oc.env:VAR}``) with OmegaConf itself, the library MLCube resolves them with."""
+    if not _has_reference(data):
+        return data
+    with warnings.catch_warnings():  # omegaconf 2.1 (MLCube's pin) imports the deprecated typing.io
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from omegaconf import OmegaConf
+
+    try:
+        cfg = OmegaConf.create(data)
+        extra = OmegaConf.create({"runtime": {"root": str(root), "workspace": str(workspace)}})
+        cfg = OmegaConf.merge(cfg, extra)
+        cfg["workspace"] = str(workspace)
+        OmegaConf.resolve(cfg)
+        resolved = OmegaConf.to_container(cfg)
+    except Exception as exc:  # omegaconf raises many unrelated types for a bad reference
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SpecError(
+            f"cannot resolve an interpolation: {first} (references may name keys of mlcube.yaml, "
+            "runtime.root, runtime.workspace, workspace or oc.env:VAR)",
+            file=str(file),
+        ) from exc
+    assert isinstance(resolved, dict)
+    resolved.pop("workspace", None)
+    if "runtime" not in data:
+        resolved.pop("runtime", None)
+    return {str(k): v for k, v in resolved.items()}
 
 
 def image_only_cube(name: str, image: str) -> CubeSpec:

@@ -1,5 +1,7 @@
 """95th-percentile Hausdorff distance with MedPy's (and so CaPTk's) definition, computed on a crop.
 
+Used by the BraTS 2021 / FeTS set; the BraTS 2023 lesion-wise set uses :mod:`fedsim.metrics.surface` instead.
+
 MedPy's ``hd95`` erodes each mask with the 6-connected cross (``border_value=0``: outside the volume is
 background), keeps ``mask XOR erosion`` as the surface, runs a Euclidean distance transform of the *whole*
 volume for each direction and pools both directed distance sets before ``np.percentile(…, 95)``. Every

@@ -13,8 +13,11 @@ Semantics of the public evaluation, per region:
   false positives);
 - score = sum over kept GT lesions and FPs / (kept GT lesions + FPs); nothing to score → Dice 1, HD95 0.
 
-Deviation: the reference measures HD95 with DeepMind's surface-distance package (surfel-area weighted); we
-use the MedPy/CaPTk definition of :mod:`fedsim.metrics.hausdorff`, consistent with the BraTS 2021 set.
+HD95 is the reference's: DeepMind's surface-distance definition (surfel-area weighted, larger of the two
+directed 95th percentiles, spacing 1 mm), computed on the lesion pair's crop by :mod:`fedsim.metrics.surface`.
+The BraTS 2021 set keeps MedPy's definition (:mod:`fedsim.metrics.hausdorff`). Deviation: this set's
+voxel-wise (legacy) keys come from :func:`~fedsim.metrics.brats.case_metrics`, so their HD95 is MedPy's too,
+whereas the reference's ``Legacy_HD95`` uses surface-distance.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ import numpy as np
 from scipy import ndimage
 
 from fedsim.metrics.brats import HD95_PENALTY, case_metrics, encode_regions, penalty_row
-from fedsim.metrics.hausdorff import bounding_box, hd95_in_box, nonzero_box, union_box
+from fedsim.metrics.hausdorff import bounding_box, nonzero_box, union_box
+from fedsim.metrics.surface import hd95_cropped
 
 BRATS2023_REGIONS: dict[str, tuple[int, ...]] = {"ET": (3,), "TC": (1, 3), "WT": (1, 2, 3)}
 DEFAULTS: dict[str, Any] = {"dilation_iterations": 3, "min_lesion_size": 50, "labels": BRATS2023_REGIONS}
@@ -104,7 +108,7 @@ def region_lesionwise(
         pl = np.isin(pc, comps) if len(comps) > 1 else pc == comps[0]
         inter = int(np.count_nonzero(gl & pl))
         dice_sum += 2.0 * inter / (int(sizes[lesion]) + int(np.count_nonzero(pl)))
-        hd_sum += hd95_in_box(gl, pl, tuple(slice(0, n) for n in gl.shape))
+        hd_sum += hd95_cropped(gl, pl)  # both non-empty: finite
     denom = kept + n_fp
     if denom == 0:
         dice, hd = 1.0, 0.0

@@ -19,12 +19,12 @@ from fedsim.guard import DeadlineGuard, Guard, RamGuard, supervise
 from fedsim.guard.disk import OutputSizeGuard
 from fedsim.guard.gpu import GpuMemoryGuard, GpuSampler
 from fedsim.pipeline.diagnose import explain_failure
-from fedsim.pipeline.job import Job, JobKind, JobResult, JobStatus
+from fedsim.pipeline.job import Job, JobResult, JobStatus
 from fedsim.runtimes.orphans import TOKEN_VAR, job_token
-from fedsim.runtimes.select import RuntimePool, runtime_for
+from fedsim.runtimes.select import RuntimePool, choose
+from fedsim.spec.models import DEFAULT_MAX_PIDS
+from fedsim.store.reason import reason_from_log
 from fedsim.store.tail import read_end
-
-MODEL_PARAMETERS = {"data_path", "output_path"}
 
 
 def count_cases(cases_dir: Path | None) -> int:
@@ -80,9 +80,12 @@ def execute_job(
     try:
         for path in job.clean_outputs:
             _clean(path)
-        name = runtime_for(job.runtime, job.cube)
+        choice = choose(
+            job.runtime, job.cube, sandbox=job.untrusted or job.sandbox, allow_unsandboxed=job.allow_unsandboxed
+        )
+        name = choice.runtime
         result.runtime = name
-        runtime = runtimes.get(name)
+        runtime = runtimes.get(choice.instance)
         runtime.prepare(job.cube, job.base_image)  # image build/pull: before the clock starts
         num_cases = count_cases(job.cases_dir)
         result.num_cases = num_cases if job.cases_dir is not None else None
@@ -97,13 +100,16 @@ def execute_job(
                 ram_bytes=job.limits.ram_bytes,
                 base_image=job.base_image,
                 cpus=job.limits.cpus,
+                pids_limit=job.limits.max_pids or DEFAULT_MAX_PIDS,
             ),
             gpu_ids=job.gpu_ids,
-            only=MODEL_PARAMETERS if job.kind is JobKind.INFER else None,
+            pinned=frozenset(name for name, _ in job.paths),
+            outputs_dir=job.workdir / "outputs",
             labels={"fedsim.job": job.key, "fedsim.run": run_id},
             env={TOKEN_VAR: job_token(run_id, job.key)},
         )
-        inv.create_outputs()
+        result.containment = runtime.containment(inv)
+        inv.create_directories()
         job.log_path.parent.mkdir(parents=True, exist_ok=True)
         job.log_path.write_bytes(b"")
         handle = runtime.launch(inv, job.log_path, job.workdir)
@@ -147,10 +153,10 @@ def execute_job(
         _flush_outputs(inv)
     else:
         result.status = JobStatus.FAILED
-        tail = _tail_lines(job.log_path, 40)  # read once: the last line for the reason, all for the diagnosis
-        last = tail[-1][-300:] if tail else ""
+        tail = _tail_lines(job.log_path, 40)  # read once: the telling line for the reason, all for the diagnosis
+        last = reason_from_log("\n".join(tail))
         result.reason = f"exited with code {outcome.exit_code}" + (f": {last}" if last else "")
-        hint = explain_failure(" | ".join(tail)[-4000:], inv.isolation)
+        hint = explain_failure("\n".join(tail), inv.isolation)
         if hint:
             result.reason = f"{hint} ({result.reason})"
     return result

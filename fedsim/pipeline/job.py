@@ -46,6 +46,7 @@ class JobLimits:
     gpus: int = 0
     output_bytes_per_case: int | None = None  # models: a cap on what they may write into output_path
     cpus: int | None = None  # the site's CPUs: a quota for submissions
+    max_pids: int | None = None  # submissions: processes and threads at once (None: DEFAULT_MAX_PIDS)
 
     def deadline_s(self, num_cases: int) -> float:
         if self.timeout_per_case_s is not None:
@@ -74,6 +75,8 @@ class Job:
     base_image: str | None = None
     gpu_ids: tuple[str, ...] = ()  # assigned by the executor when the job starts
     run_id: str = ""
+    sandbox: bool = False  # a trusted cube the benchmark wants in the local sandbox too (untrusted ones always are)
+    allow_unsandboxed: bool = False  # where no sandbox can run, run an untrusted cube as a plain process anyway
 
     @property
     def key(self) -> str:
@@ -102,6 +105,7 @@ class JobResult:
     gpu_ids: list[str] = field(default_factory=list)
     log: str | None = None
     node: str | None = None  # the Ray node that ran the job (None under the local executor)
+    containment: str | None = None  # how the job was held: docker, singularity, bwrap or none
 
     @property
     def key(self) -> str:

@@ -1,6 +1,8 @@
 """Pure planning: (benchmark, sites, run directory) → the ordered jobs of every site. No I/O.
 
-Per site: prepare → sanity_check → statistics, then for every model infer, then evaluate per model.
+Per site: prepare → sanity_check → statistics, then for every model infer, then evaluate per model. Each
+task gets exactly the keys the federation passes (:mod:`fedsim.cube.contract`); the cube's other parameters
+keep their MLCube defaults.
 """
 
 from __future__ import annotations
@@ -9,8 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedsim.cube import CubeSpec
+from fedsim.cube.contract import separate_labels, task_paths
 from fedsim.pipeline.job import Job, JobKind, JobLimits
 from fedsim.spec import BenchmarkSpec, SiteSpec
+from fedsim.spec.models import GENERATED
 from fedsim.store import RunDirectory
 
 GiB = 1024**3
@@ -42,7 +46,15 @@ def _limits_for_model(bench: BenchmarkSpec, site: SiteSpec, cube: CubeSpec) -> J
         gpus=min(cube.platform.accelerator_count, site.hardware.gpus) if site.hardware.gpus else 0,
         output_bytes_per_case=int(bench.limits.output_mb_per_case * 1024**2),
         cpus=site.hardware.cpus,
+        max_pids=bench.limits.max_pids,
     )
+
+
+def _params_file(choice: Path | str | None, generated: Path) -> Path | None:
+    """The parameters file fedsim passes: its generated one, the organiser's, or none (the cube's default)."""
+    if choice == GENERATED:
+        return generated
+    return choice if isinstance(choice, Path) else None
 
 
 def plan_site(
@@ -52,8 +64,9 @@ def plan_site(
     rt = runtime or site.runtime
     base_image = site.base_image or bench.base_image
     task_limits = JobLimits(timeout_s=bench.limits.task_timeout_s, ram_bytes=int(site.hardware.ram_gb * GiB))
-    prep_params = d.params / "data_prep.yaml"
-    metrics_params = d.params / "metrics.yaml"
+    prep_params = _params_file(bench.data_prep.parameters_file, d.params / "data_prep.yaml")
+    metrics_params = _params_file(bench.metrics.parameters_file, d.params / "metrics.yaml")
+    labels = d.labels if separate_labels(cubes.data_prep) else d.prepared
 
     def job(name: str, kind: JobKind, cube: CubeSpec, task: str, paths: dict[str, Path], **kw: object) -> Job:
         return Job(
@@ -69,43 +82,36 @@ def plan_site(
             workdir=d.work / name,
             base_image=base_image,
             run_id=run.run_id,
+            sandbox=bench.sandbox_trusted_cubes,
             **kw,  # type: ignore[arg-type]
         )
 
+    prep = cubes.data_prep
+    extras = {"parameters_file": prep_params}
+    checked = {"data_path": d.prepared, **({"labels_path": d.labels} if labels == d.labels else {})}
     jobs = [
         job(
             "prepare",
             JobKind.PREPARE,
-            cubes.data_prep,
+            prep,
             "prepare",
-            {
-                "data_path": raw_data,
-                "parameters_file": prep_params,
-                "output_path": d.prepared,
-                "output_labels_path": d.labels,
-                "metadata_path": d.metadata,
-            },
+            task_paths(
+                prep,
+                "prepare",
+                {"data_path": raw_data, "labels_path": raw_data, "output_path": d.prepared}
+                | {"output_labels_path": d.labels},
+                {**extras, "metadata_path": d.metadata},
+            ),
             clean_outputs=(d.prepared, d.labels, d.metadata),
         ),
         job(
             "sanity_check",
             JobKind.SANITY_CHECK,
-            cubes.data_prep,
+            prep,
             "sanity_check",
-            {"data_path": d.prepared, "labels_path": d.labels, "parameters_file": prep_params},
+            task_paths(prep, "sanity_check", checked, extras),
         ),
-        job(
-            "statistics",
-            JobKind.STATISTICS,
-            cubes.data_prep,
-            "statistics",
-            {
-                "data_path": d.prepared,
-                "labels_path": d.labels,
-                "parameters_file": prep_params,
-                "output_path": d.statistics,
-            },
-        ),
+        job("statistics", JobKind.STATISTICS, prep, "statistics", task_paths(prep, "statistics", checked, extras)),
     ]
     for model in bench.models:
         cube = cubes.models[model.name]
@@ -115,7 +121,7 @@ def plan_site(
                 JobKind.INFER,
                 cube,
                 "infer",
-                {"data_path": d.prepared, "output_path": d.predictions(model.name)},
+                task_paths(cube, "infer", {"data_path": d.prepared, "output_path": d.predictions(model.name)}),
                 model=model.name,
                 untrusted=True,
                 cases_dir=d.prepared,
@@ -124,18 +130,14 @@ def plan_site(
             )
         )
     for model in bench.models:
+        official = {"predictions": d.predictions(model.name), "labels": labels, "output_path": d.results(model.name)}
         jobs.append(
             job(
                 f"evaluate.{model.name}",
                 JobKind.EVALUATE,
                 cubes.metrics,
                 "evaluate",
-                {
-                    "predictions": d.predictions(model.name),
-                    "labels": d.labels,
-                    "parameters_file": metrics_params,
-                    "output_path": d.results(model.name),
-                },
+                task_paths(cubes.metrics, "evaluate", official, {"parameters_file": metrics_params}),
                 model=model.name,
             )
         )

@@ -16,7 +16,7 @@ from typing import Any
 
 from fedsim import __version__
 from fedsim.cube import CubeSpec, image_only_cube, load_cube
-from fedsim.errors import SpecError, StoreError
+from fedsim.errors import RuntimeUnavailable, SpecError, StoreError
 from fedsim.executors.base import Executor
 from fedsim.executors.local import LocalExecutor
 from fedsim.pipeline.job import JobKind, JobResult, JobStatus
@@ -24,6 +24,7 @@ from fedsim.pipeline.plan import Cubes, SitePlan, plan
 from fedsim.pipeline.scheduler import EventSink, run_all
 from fedsim.pipeline.sitedata import ensure_site_data, needs_synthesis
 from fedsim.runtimes.orphans import kill_orphans
+from fedsim.runtimes.select import Unsandboxed, choose
 from fedsim.spec import BenchmarkSpec, SiteSpec, load_benchmark, load_sites
 from fedsim.store import RunDirectory, new_run_id, write_json_atomic, write_yaml_atomic
 from fedsim.store.ledger import Ledger
@@ -44,6 +45,7 @@ class RunOptions:
     rank: bool = True
     resume: str | None = None  # the id of an interrupted run in runs_dir to continue
     report: bool = True  # write report.html (plots, tables) at the end
+    allow_unsandboxed: bool = False  # where neither docker nor the local sandbox can run, run submissions plainly
 
 
 @dataclass
@@ -190,6 +192,19 @@ def prepare_run(options: RunOptions) -> tuple[BenchmarkSpec, list[SiteSpec], Cub
     return bench, sites, load_cubes(bench)
 
 
+def check_containment(sites: list[SiteSpec], cubes: Cubes, options: RunOptions) -> None:
+    """Refuse a run whose submissions would run as plain host processes before anything starts (one line,
+    exit 2, naming the fixes), unless ``allow_unsandboxed``. Other runtime problems are each job's to report."""
+    for site in sites:
+        for cube in cubes.models.values():
+            try:
+                choose(options.runtime or site.runtime, cube, sandbox=True, allow_unsandboxed=options.allow_unsandboxed)
+            except Unsandboxed:
+                raise
+            except RuntimeUnavailable:
+                continue
+
+
 def resume_options(options: RunOptions) -> RunOptions:
     """Options of a resumed run: the benchmark and sites exactly as the run recorded them."""
     assert options.resume is not None
@@ -216,6 +231,7 @@ def run_benchmark(
     if options.resume:
         options = resume_options(options)
     bench, sites, cubes = prepare_run(options)
+    check_containment(sites, cubes, options)
     executor = executor or LocalExecutor(options.max_sites)
     try:
         executor.check_sites(sites)
@@ -234,6 +250,8 @@ def run_benchmark(
     except OSError as exc:
         raise StoreError(f"cannot create run directory {run.root}: {exc.strerror or exc}") from exc
     plans = plan(bench, raw, cubes, run, options.runtime)
+    if options.allow_unsandboxed:
+        plans = [replace(p, jobs=tuple(replace(j, allow_unsandboxed=True) for j in p.jobs)) for p in plans]
     if options.resume:
         write_params(run, bench, plans)
     else:

@@ -61,6 +61,10 @@ class Runtime(abc.ABC):
     def prepare(self, cube: CubeSpec, base_image: str | None = None) -> None:  # noqa: B027 - optional hook
         """Make the cube runnable (build/pull an image); idempotent and never charged to a job's timeout."""
 
+    def containment(self, inv: Invocation) -> str:
+        """How the task is held, as the job record states it: docker, singularity, bwrap or none."""
+        return self.name
+
     @abc.abstractmethod
     def argv(self, inv: Invocation) -> list[str]:
         """The exact command line; pure, so it is unit-tested without starting anything."""

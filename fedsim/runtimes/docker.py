@@ -24,6 +24,7 @@ import psutil
 from fedsim.cube import CubeSpec, Invocation, container_mounts
 from fedsim.errors import RuntimeUnavailable
 from fedsim.runtimes.base import Capabilities, ProcessHandle, Runtime
+from fedsim.runtimes.dockerargs import RunOptions, parse_run_fragment
 from fedsim.runtimes.images import ImageBuilder
 from fedsim.runtimes.paths import host_paths
 
@@ -34,31 +35,86 @@ FIDELITY_HOME = "/home/fedsim-nohome"
 
 
 def container_user() -> tuple[int, int]:
-    """The invoking user's uid:gid, or nobody when that is root (containers never run as root)."""
+    """The invoking user's uid:gid, or nobody when that is root (submissions never run as root)."""
     uid, gid = os.getuid(), os.getgid()
     return (NOBODY, NOBODY) if uid == 0 else (uid, gid)
 
 
+def cube_run_options(inv: Invocation) -> RunOptions:
+    """What MLCube adds to ``docker run`` for this cube: ``gpu_args`` or ``cpu_args`` (by the declared
+    ``accelerator_count``), the ``--key: value`` entries and ``env_args`` — parsed, and for submissions
+    without the options that would loosen the hardening."""
+    d = inv.cube.docker
+    if d is None:
+        return RunOptions()
+    file = str(inv.cube.root / "mlcube.yaml")
+    fragments = [
+        (
+            "docker.gpu_args" if inv.cube.platform.accelerator_count else "docker.cpu_args",
+            d.gpu_args if inv.cube.platform.accelerator_count else d.cpu_args,
+        ),
+        ("docker", " ".join(shlex.quote(o) for o in d.run_options())),
+        (
+            "docker.env_args",
+            d.env_args
+            if isinstance(d.env_args, str)
+            else " ".join(shlex.quote(f"-e={k}={v}") for k, v in d.env_args.items()),
+        ),
+    ]
+    merged = RunOptions()
+    for source, fragment in fragments:
+        part = parse_run_fragment(fragment, source=source, file=file, untrusted=inv.untrusted)
+        for key, value in part.sdk.items():
+            if isinstance(value, dict):
+                merged.sdk.setdefault(key, {}).update(value)
+            elif isinstance(value, list):
+                merged.sdk.setdefault(key, []).extend(value)
+            else:
+                merged.sdk[key] = value
+        merged.cli += part.cli
+        merged.dropped += part.dropped
+    return merged
+
+
 def container_config(inv: Invocation, image: str, user: tuple[int, int]) -> dict[str, Any]:
-    """Keyword arguments for ``containers.create``; pure, so the hardening is unit-tested without docker."""
+    """Keyword arguments for ``containers.create``; pure, so the hardening is unit-tested without docker.
+
+    Trusted cubes (data prep, metrics) get what ``mlcube run`` gives them — MLCube's mounts and modes, the
+    image's user (the invoking user when that is not root), the network, the cube's docker options — plus an
+    init process, labels and the site's RAM limit. Submissions get the hardening profile on top.
+    """
     mounts, args = container_mounts(inv)
     iso = inv.isolation
+    opts = cube_run_options(inv)
     env = {"PYTHONUNBUFFERED": "1", **inv.env}
+    entry = inv.entrypoint
     cfg: dict[str, Any] = {
         "image": image,
-        "command": [inv.task, *args],
+        "command": [inv.task, *args] if entry is None else ([*entry[1:], *args] if len(entry) > 1 else []),
         "mounts": [(str(m.host_path), m.container_path, m.read_only) for m in mounts],
         "labels": {LABEL: "1", **inv.labels},
         "environment": env,
         "init": True,
-        "user": f"{user[0]}:{user[1]}",
-        "network_mode": "none",
         "detach": True,
     }
+    if entry is not None:
+        cfg["entrypoint"] = [entry[0]]
+    sdk = dict(opts.sdk)
+    sdk.pop("gpus", None)  # fedsim assigns GPUs itself (device ids below)
+    env.update(sdk.pop("environment", {}))
+    for key, value in sdk.items():
+        cfg[key] = value
+    if opts.cli:
+        cfg["cube_options"] = [o for o in opts.cli if not o.startswith(("--gpus", "-e=", "--env"))]
+    if opts.dropped:
+        cfg["dropped_options"] = opts.dropped
+    if iso.untrusted or os.getuid() != 0:
+        cfg["user"] = f"{user[0]}:{user[1]}"
     if iso.ram_bytes:
         cfg["mem_limit"] = iso.ram_bytes
         cfg["memswap_limit"] = iso.ram_bytes
     if iso.untrusted:
+        cfg["network_mode"] = "none"
         cfg["cap_drop"] = ["ALL"]
         cfg["security_opt"] = ["no-new-privileges"]
         cfg["pids_limit"] = iso.pids_limit
@@ -80,9 +136,34 @@ def container_config(inv: Invocation, image: str, user: tuple[int, int]) -> dict
     return cfg
 
 
+# SDK keyword -> docker run flag, for the options a cube's fragments may set
+_FLAGS = {
+    "shm_size": "--shm-size",
+    "ipc_mode": "--ipc",
+    "privileged": "--privileged",
+    "memswap_limit": "--memory-swap",
+    "cpuset_cpus": "--cpuset-cpus",
+    "runtime": "--runtime",
+    "volumes": "--volume",
+    "devices": "--device",
+    "cap_add": "--cap-add",
+    "pid_mode": "--pid",
+    "group_add": "--group-add",
+    "extra_hosts": "--add-host",
+    "hostname": "--hostname",
+    "ulimits": "--ulimit",
+}
+
+
 def docker_argv(cfg: dict[str, Any]) -> list[str]:
     """The equivalent ``docker run`` command line, for logs and for people reproducing a job by hand."""
-    argv = ["docker", "run", "--rm", "--init", f"--user={cfg['user']}", f"--network={cfg['network_mode']}"]
+    argv = ["docker", "run", "--rm", "--init"]
+    if "user" in cfg:
+        argv.append(f"--user={cfg['user']}")
+    if "network_mode" in cfg:
+        argv.append(f"--network={cfg['network_mode']}")
+    if "entrypoint" in cfg:
+        argv.append(f"--entrypoint={cfg['entrypoint'][0]}")
     for k, v in cfg["labels"].items():
         argv.append(f"--label={k}={v}")
     for src, dst, ro in cfg["mounts"]:
@@ -90,7 +171,9 @@ def docker_argv(cfg: dict[str, Any]) -> list[str]:
     for k, v in cfg["environment"].items():
         argv.append(f"--env={k}={v}")
     if "mem_limit" in cfg:
-        argv += [f"--memory={cfg['mem_limit']}", f"--memory-swap={cfg['memswap_limit']}"]
+        argv.append(f"--memory={cfg['mem_limit']}")
+    if "memswap_limit" in cfg:
+        argv.append(f"--memory-swap={cfg['memswap_limit']}")
     for cap in cfg.get("cap_drop", []):
         argv.append(f"--cap-drop={cap}")
     for opt in cfg.get("security_opt", []):
@@ -107,6 +190,16 @@ def docker_argv(cfg: dict[str, Any]) -> list[str]:
         argv.append(f"--tmpfs={path}:{opts}")
     if "working_dir" in cfg:
         argv.append(f"--workdir={cfg['working_dir']}")
+    for key, flag in _FLAGS.items():
+        value = cfg.get(key)
+        if value is None:
+            continue
+        if value is True:
+            argv.append(flag)
+        elif key == "ulimits":
+            argv += [f"{flag}={n}={soft}:{hard}" for n, soft, hard in value]
+        else:
+            argv += [f"{flag}={v}" for v in (value if isinstance(value, list) else [value])]
     if "gpu_device_ids" in cfg:
         argv.append(f"--gpus=device={','.join(cfg['gpu_device_ids'])}")
     return [*argv, cfg["image"], *cfg["command"]]
@@ -137,21 +230,28 @@ class DockerRuntime(Runtime):
         return docker_argv(container_config(inv, image, self.user))
 
     def launch(self, inv: Invocation, log_path: Path, workdir: Path) -> ProcessHandle:
-        from docker.types import DeviceRequest, Mount
-
         import docker
+        from docker.types import DeviceRequest, Mount
 
         image = self.images.ensure(inv.cube, inv.isolation.base_image)
         cfg = container_config(inv, image, self.user)
         cfg["mounts"] = [(self.host_paths.to_host(src), dst, ro) for src, dst, ro in cfg["mounts"]]
-        handed = _hand_over(inv, self.user)
-        kwargs = {k: v for k, v in cfg.items() if k not in {"mounts", "gpu_device_ids"}}
+        handed = _hand_over(inv, self.user) if "user" in cfg else []
+        kwargs = {
+            k: v for k, v in cfg.items() if k not in {"mounts", "gpu_device_ids", "cube_options", "dropped_options"}
+        }
+        if "ulimits" in kwargs:
+            from docker.types import Ulimit
+
+            kwargs["ulimits"] = [Ulimit(name=n, soft=soft, hard=hard) for n, soft, hard in kwargs["ulimits"]]
         kwargs["mounts"] = [Mount(target=dst, source=src, type="bind", read_only=ro) for src, dst, ro in cfg["mounts"]]
         if "gpu_device_ids" in cfg:
             kwargs["device_requests"] = [DeviceRequest(device_ids=cfg["gpu_device_ids"], capabilities=[["gpu"]])]
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "a", encoding="utf-8") as fh:
             fh.write("$ " + shlex.join(docker_argv(cfg)) + "\n")
+            if cfg.get("dropped_options"):
+                fh.write(f"$ fedsim: left out for a submission (hardening): {' '.join(cfg['dropped_options'])}\n")
         try:
             container = self.client.containers.create(**kwargs)
         except docker.errors.DockerException as exc:

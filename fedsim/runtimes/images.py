@@ -19,6 +19,7 @@ from typing import Any
 from fedsim import __version__
 from fedsim.cube import CubeSpec
 from fedsim.errors import RuntimeUnavailable
+from fedsim.runtimes.dockerargs import parse_build_args
 
 CUBE_BASE_TAG = f"fedsim/cube-base:{__version__}"
 DEFAULT_BASE_IMAGE = "debian:bookworm-slim"
@@ -80,9 +81,9 @@ class ImageBuilder:
             dockerfile = cube.build_context_dir / d.build_file
             strategy = d.build_strategy
             present = self.exists(d.image)
-            if strategy == "auto" and present and dockerfile.is_file():
-                # MLCube's auto builds only a missing image; we also rebuild one whose context changed, so an
-                # edited cube never runs as its stale image.
+            if strategy == "auto" and present and dockerfile.is_file() and self._label(d.image) is not None:
+                # MLCube's auto uses any present image; an image fedsim built itself is also rebuilt when its
+                # context changed, so an edited cube never runs as its stale image. Others are used as they are.
                 _args, digest = self._build_args(cube, base_image)
                 present = self._label(d.image) == digest
             if strategy == "never":
@@ -91,14 +92,16 @@ class ImageBuilder:
                         f"image {d.image} is not available locally and build_strategy is 'never' "
                         "(load it with 'docker load' or change the strategy)"
                     )
-            elif strategy == "always" or (strategy == "auto" and not present and dockerfile.is_file()):
+            elif present and strategy != "always":
+                pass  # MLCube runs a present image as it is, whatever the strategy (it configures only when absent)
+            elif strategy != "pull" and dockerfile.is_file():
                 self.build(cube, base_image)
-            elif not present or strategy == "pull":
-                self._pull(d.image, present)
+            else:
+                self._pull(d.image, present, dockerfile.is_file() and strategy == "pull")
             self._ready.add(key)
         return d.image
 
-    def _pull(self, tag: str, present: bool) -> None:
+    def _pull(self, tag: str, present: bool, buildable: bool = False) -> None:
         import docker
 
         try:
@@ -106,7 +109,13 @@ class ImageBuilder:
         except docker.errors.DockerException as exc:
             if present:
                 return  # air-gapped: keep the local copy
-            raise RuntimeUnavailable(f"cannot pull image {tag} and it is not available locally: {exc}") from exc
+            hint = (
+                " — its Dockerfile is there: build it ('docker build'), or set 'build_strategy: auto' in "
+                "mlcube.yaml so fedsim builds it"
+                if buildable
+                else ""
+            )
+            raise RuntimeUnavailable(f"cannot pull image {tag} and it is not available locally{hint}: {exc}") from exc
 
     def _build_args(self, cube: CubeSpec, base_image: str | None) -> tuple[dict[str, str], str]:
         """Build arguments and the digest of everything the image is built from (context, args, base)."""
@@ -114,7 +123,7 @@ class ImageBuilder:
         d = cube.docker
         context = cube.build_context_dir
         dockerfile = context / d.build_file
-        args = dict(d.build_args)
+        args = dict(parse_build_args(d.build_args, file=str(cube.root / "mlcube.yaml")).buildargs)
         if base_image:
             args["BASE_IMAGE"] = base_image
         extra = ""
@@ -130,7 +139,9 @@ class ImageBuilder:
         if not (context / d.build_file).is_file():
             raise RuntimeUnavailable(f"cube {cube.name!r}: no {d.build_file} in {context} to build {d.image} from")
         args, digest = self._build_args(cube, base_image)
-        self._build(str(context), d.build_file, d.image, args, digest)
+        opts = parse_build_args(d.build_args, file=str(cube.root / "mlcube.yaml"))
+        extra = {"nocache": opts.nocache, "pull": opts.pull, "target": opts.target, "network_mode": opts.network_mode}
+        self._build(str(context), d.build_file, d.image, args, digest, {k: v for k, v in extra.items() if v})
 
     def _label(self, tag: str) -> str | None:
         try:
@@ -154,7 +165,15 @@ class ImageBuilder:
             self._ready.add((tag, base_image))
         return tag
 
-    def _build(self, context: str, dockerfile: str, tag: str, args: dict[str, str], digest: str) -> None:
+    def _build(
+        self,
+        context: str,
+        dockerfile: str,
+        tag: str,
+        args: dict[str, str],
+        digest: str,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         import docker
 
         lines: list[str] = []
@@ -166,8 +185,8 @@ class ImageBuilder:
                 buildargs=args,
                 labels={DIGEST_LABEL: digest},
                 rm=True,
-                forcerm=True,
                 decode=True,
+                **(extra or {}),
             ):
                 if "stream" in chunk:
                     lines.extend(ln for ln in str(chunk["stream"]).splitlines() if ln.strip())

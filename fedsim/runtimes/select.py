@@ -1,5 +1,11 @@
 """Choose a runtime for a site and a cube: ``auto`` means docker when an engine answers and the cube
-has a docker section, else local. Unavailable choices fail with :class:`RuntimeUnavailable`."""
+has a docker section, else local. Unavailable choices fail with :class:`RuntimeUnavailable`.
+
+The policy for untrusted code (:func:`choose`): a submission that lands on the local runtime runs in the
+bubblewrap sandbox; where the sandbox cannot run, it is refused (:class:`Unsandboxed`, one line naming the two
+fixes) unless the user allowed unsandboxed runs (``--allow-unsandboxed``; ``check-submission`` of one's own
+cube). Trusted cubes (data prep, metrics) run plainly unless the benchmark asks for the sandbox.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import functools
 import importlib
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from fedsim.cube import CubeSpec
 from fedsim.errors import RuntimeUnavailable
@@ -16,6 +23,7 @@ from fedsim.runtimes.local import LocalRuntime
 # name -> "module:Class"; container runtimes import their SDKs only when chosen.
 _REGISTRY: dict[str, str] = {
     "local": "fedsim.runtimes.local:LocalRuntime",
+    "sandbox": "fedsim.runtimes.local:SandboxedLocalRuntime",  # the local runtime in bwrap; chosen by choose()
     "docker": "fedsim.runtimes.docker:DockerRuntime",
     "singularity": "fedsim.runtimes.singularity:SingularityRuntime",
 }
@@ -75,9 +83,59 @@ def runtime_for(requested: str, cube: CubeSpec) -> str:
             "runtime 'singularity': neither singularity/apptainer nor a Docker engine "
             "(for its fidelity mode) is available here"
         )
-    if requested not in _REGISTRY:
-        raise RuntimeUnavailable(f"unknown runtime {requested!r}; choose one of auto, {', '.join(_REGISTRY)}")
+    if requested not in _REGISTRY or requested == "sandbox":
+        names = ", ".join(n for n in _REGISTRY if n != "sandbox")
+        raise RuntimeUnavailable(f"unknown runtime {requested!r}; choose one of auto, {names}")
     return requested
 
 
-__all__ = ["LocalRuntime", "RuntimePool", "docker_available", "runtime_for"]
+UNSANDBOXED_FIX = "install bubblewrap (e.g. apt-get install bubblewrap) or pass --allow-unsandboxed"
+
+
+class Unsandboxed(RuntimeUnavailable):
+    """A submission would run as a plain host process: refused unless the user allowed it."""
+
+
+@dataclass(frozen=True)
+class Choice:
+    """``runtime``: what the job record says (docker, local, singularity); ``instance``: the pool's key
+    (``sandbox`` for the local runtime in bwrap)."""
+
+    runtime: str
+    instance: str
+
+    @property
+    def sandboxed(self) -> bool:
+        return self.instance == "sandbox"
+
+
+def choose(requested: str, cube: CubeSpec, *, sandbox: bool, allow_unsandboxed: bool = False) -> Choice:
+    """The runtime of one job. ``sandbox``: the job must not run as a plain host process (submissions, and
+    trusted cubes when the benchmark asks); it gets docker, or singularity, or the sandboxed local runtime,
+    or — only with ``allow_unsandboxed`` — the plain local runtime."""
+    name = runtime_for(requested, cube)
+    if name != "local" or not sandbox:
+        return Choice(name, name)
+    from fedsim.runtimes.sandbox import probe
+
+    found = probe()
+    if found.ok:
+        return Choice("local", "sandbox")
+    if allow_unsandboxed:
+        return Choice("local", "local")
+    where = ""
+    if requested == "auto":
+        where = "the cube has no docker section and " if cube.docker is None else "no Docker engine answers and "
+    raise Unsandboxed(f"refusing to run submissions as plain host processes: {where}{found.reason}; {UNSANDBOXED_FIX}")
+
+
+__all__ = [
+    "UNSANDBOXED_FIX",
+    "Choice",
+    "LocalRuntime",
+    "RuntimePool",
+    "Unsandboxed",
+    "choose",
+    "docker_available",
+    "runtime_for",
+]

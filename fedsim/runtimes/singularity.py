@@ -63,7 +63,14 @@ def _csv_field(item: str) -> str:
 def singularity_argv(binary: str, sif: str | Path, inv: Invocation) -> list[str]:
     """The exact ``run`` command line for ``inv``; pure, so the flags are unit-tested without singularity."""
     mounts, args = container_mounts(inv)
-    argv = [binary, "run", *(UNTRUSTED_FLAGS if inv.isolation.untrusted else TRUSTED_FLAGS)]
+    entry = inv.entrypoint
+    argv = [
+        binary,
+        "run" if entry is None else "exec",
+        *(UNTRUSTED_FLAGS if inv.isolation.untrusted else TRUSTED_FLAGS),
+    ]
+    if not inv.isolation.untrusted:
+        argv += cube_run_args(inv.cube)
     for m in mounts:
         host = str(m.host_path)
         if ":" in host or "," in host:
@@ -72,7 +79,22 @@ def singularity_argv(binary: str, sif: str | Path, inv: Invocation) -> list[str]
     argv += ["--pwd", "/"]
     for key, value in {"PYTHONUNBUFFERED": "1", **inv.env}.items():
         argv += ["--env", _csv_field(f"{key}={value}")]
-    return [*argv, str(sif), inv.task, *args]
+    # MLCube: `run SIF TASK --p=...`, or with a task entrypoint `exec SIF <entrypoint words> --p=...`
+    return [*argv, str(sif), *([inv.task] if entry is None else entry), *args]
+
+
+def cube_run_args(cube: CubeSpec) -> list[str]:
+    """MLCube's singularity ``run_args`` (from the singularity section, else the docker one) and its
+    ``--key: value`` entries; given to trusted cubes only (a submission gets the FeTS flags)."""
+    section = cube.singularity or cube.docker
+    if section is None:
+        return []
+    extra = section.model_extra or {}
+    run_args = extra.get("run_args") or ""
+    words = shlex.split(run_args) if isinstance(run_args, str) else []
+    if cube.singularity is not None:
+        words += [f"{k}={v}" for k, v in extra.items() if k.startswith("--") and v is not None]
+    return words
 
 
 def launch_env(binary: str, inv: Invocation, workdir: Path) -> dict[str, str]:

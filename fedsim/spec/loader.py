@@ -105,6 +105,21 @@ def _exists(path: Path, kind: str) -> bool:
         return False
 
 
+def _params_file(base: Path, value: Path | str | None, file: Path, section: str) -> Path | str | None:
+    """A given parameters file resolves against the benchmark's directory and must exist."""
+    if value is None or isinstance(value, str):
+        return value
+    resolved = _resolve(base, value, file=file, field=f"{section}.parameters_file")
+    assert resolved is not None
+    if not _exists(resolved, "file"):
+        raise SpecError(
+            f"parameters file {one_line(resolved)} does not exist; give an existing file, 'generated' or null",
+            file=str(file),
+            field=f"{section}.parameters_file",
+        )
+    return resolved
+
+
 def load_benchmark(path: Path) -> BenchmarkSpec:
     """Load ``benchmark.yaml`` (or a directory holding one); relative paths resolve against its directory."""
     path = Path(path)
@@ -119,10 +134,16 @@ def load_benchmark(path: Path) -> BenchmarkSpec:
     spec = spec.model_copy(
         update={
             "data_prep": spec.data_prep.model_copy(
-                update={"cube": _resolve(base, spec.data_prep.cube, file=path, field="data_prep.cube")}
+                update={
+                    "cube": _resolve(base, spec.data_prep.cube, file=path, field="data_prep.cube"),
+                    "parameters_file": _params_file(base, spec.data_prep.parameters_file, path, "data_prep"),
+                }
             ),
             "metrics": spec.metrics.model_copy(
-                update={"cube": _resolve(base, spec.metrics.cube, file=path, field="metrics.cube")}
+                update={
+                    "cube": _resolve(base, spec.metrics.cube, file=path, field="metrics.cube"),
+                    "parameters_file": _params_file(base, spec.metrics.parameters_file, path, "metrics"),
+                }
             ),
             "models": models,
             "sites": [_resolve(base, s, file=path, field=f"sites[{i}]") for i, s in enumerate(spec.sites)],
@@ -134,8 +155,10 @@ def load_benchmark(path: Path) -> BenchmarkSpec:
     ]:
         assert cube is not None
         if not _exists(cube / "mlcube.yaml", "file"):
+            fets = _exists(cube / "mlcube" / "mlcube.yaml", "file")  # the FeTS layout: <cube>/mlcube/mlcube.yaml
             raise SpecError(
-                f"no mlcube.yaml in {one_line(cube)}; point it at an MLCube directory",
+                f"no mlcube.yaml in {one_line(cube)}; point it at an MLCube directory"
+                + (f" ({one_line(cube / 'mlcube')}, as MLCube's --mlcube takes it)" if fets else ""),
                 file=str(path),
                 field=field,
             )

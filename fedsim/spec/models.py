@@ -20,6 +20,14 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Processes and threads one submission may have at once (docker's pids_limit, the sandbox's RLIMIT_NPROC,
+# singularity's --pids-limit). A PyTorch inference with 8 data-loader workers, each running a BLAS/OpenMP pool of
+# one thread per core plus a few CUDA and I/O threads, needs (1 + 8) x (cores + ~10) tasks: ~670 on a 64-core
+# node. 1024 leaves that headroom, a fork bomb fills it in well under a second, and 4,096 held processes (the
+# former limit) cost the host far more kernel memory and scheduler time while the deadline runs out.
+DEFAULT_MAX_PIDS = 1024
+
+
 class ResourceLimits(_Frozen):
     """The federation's per-job limits (FeTS 2022: 180 s per case, one 11 GB GPU, 40 GB RAM)."""
 
@@ -31,6 +39,11 @@ class ResourceLimits(_Frozen):
     )
     task_timeout_s: PositiveFloat = Field(
         3600.0, description="wall-clock limit of the data-prep and metrics tasks (not submissions)"
+    )
+    max_pids: int = Field(
+        DEFAULT_MAX_PIDS,
+        ge=16,
+        description="processes and threads a submission may have at once (PyTorch data loaders × BLAS threads)",
     )
 
 
@@ -50,14 +63,34 @@ class LesionwiseParams(_Frozen):
     labels: dict[str, tuple[int, ...]] | None = None
 
 
+GENERATED = "generated"
+ParametersFile = Literal["generated"] | Path | None
+_PARAMS_HELP = (
+    "what the cube gets as parameters_file: null (its own default from its workspace, as MLCube and MedPerf "
+    "pass it), 'generated' (a file fedsim writes from this benchmark), or a path to the organiser's file"
+)
+
+
 class MetricsSpec(_Frozen):
     cube: Path
     metric_set: MetricSet = "brats2021"
     lesionwise: LesionwiseParams = LesionwiseParams()
+    parameters_file: ParametersFile = Field(None, description=_PARAMS_HELP)
+
+    @model_validator(mode="after")
+    def _settings_reach_the_cube(self) -> MetricsSpec:
+        chosen = {"metric_set", "lesionwise"} & self.model_fields_set
+        if chosen and self.parameters_file != GENERATED:
+            raise ValueError(
+                f"{' and '.join(sorted(chosen))} reach the metrics cube only through fedsim's generated parameters "
+                "file: add 'parameters_file: generated' (or drop them and let the cube read its own)"
+            )
+        return self
 
 
 class DataPrepSpec(_Frozen):
     cube: Path
+    parameters_file: ParametersFile = Field(None, description=_PARAMS_HELP)
 
 
 class ModelRef(_Frozen):
@@ -91,6 +124,11 @@ class BenchmarkSpec(_Frozen):
     ranking: RankingSpec = RankingSpec()
     sites: list[Path] = Field(default_factory=list, description="site files or directories, relative to here")
     base_image: str | None = None
+    sandbox_trusted_cubes: bool = Field(
+        False,
+        description="run the data-prep and metrics cubes in the local runtime's bubblewrap sandbox too "
+        "(submissions always are)",
+    )
     source: Path | None = Field(None, exclude=True, description="the file this was loaded from")
 
     @model_validator(mode="after")

@@ -47,16 +47,29 @@ class Target:
     image: str | None = None
 
 
+def mlcube_folder(path: Path) -> Path | None:
+    """The folder holding ``mlcube.yaml``: ``path`` itself, or ``path/mlcube`` — the layout of the FeTS cubes
+    (``<cube>/mlcube/mlcube.yaml`` beside ``<cube>/project/``), so their top folder can be named as it is."""
+    for candidate in (path, path / "mlcube"):
+        if (candidate / "mlcube.yaml").is_file():
+            return candidate
+    return None
+
+
 def resolve_target(spec: str, *, base: Path | None = None, name: str | None = None) -> Target:
     """A path to an MLCube folder (or its ``mlcube.yaml``), else an image reference; anything else is an error."""
     path = Path(spec).expanduser()
     if base is not None and not path.is_absolute():
         path = base / path
     if path.exists():
-        cube_dir = path.parent if path.is_file() else path
-        if not (cube_dir / "mlcube.yaml").is_file():
-            raise SpecError("no mlcube.yaml in this folder", file=str(cube_dir), field="submission")
-        return Target(name or cube_dir.resolve().name, spec, cube_dir=cube_dir.resolve())
+        folder = path.parent if path.is_file() else path
+        cube_dir = mlcube_folder(folder)
+        if cube_dir is None:
+            raise SpecError("no mlcube.yaml in this folder (nor in its mlcube/)", file=str(folder), field="submission")
+        cube_dir = cube_dir.resolve()
+        # a FeTS cube is named by its top folder, not by its "mlcube" subfolder
+        default = cube_dir.parent.name if cube_dir.name == "mlcube" else cube_dir.name
+        return Target(name or default, spec, cube_dir=cube_dir)
     looks_like_path = spec.startswith((".", "/", "~")) or spec.endswith((".yaml", ".yml"))
     if looks_like_path or not _IMAGE_REF.match(spec):
         raise SpecError("no such MLCube folder (nor an image reference)", file=spec, field="submission")

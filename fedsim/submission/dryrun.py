@@ -19,7 +19,7 @@ from typing import Any
 
 from fedsim.errors import FedsimError, SpecError
 from fedsim.report.console import LiveDisplay
-from fedsim.submission.check import Target, check_submission, resolve_target
+from fedsim.submission.check import Target, check_submission, mlcube_folder, resolve_target
 from fedsim.submission.options import CheckOptions
 from fedsim.submission.report import SubmissionReport
 from fedsim.submission.toydata import CheckData
@@ -43,7 +43,7 @@ def load_submissions(path: Path) -> list[Target]:
     list file) or image reference, or ``{name: ..., cube: PATH}`` / ``{name: ..., image: REF}``."""
     path = Path(path)
     if path.is_dir():
-        targets = [resolve_target(str(d)) for d in sorted(path.iterdir()) if (d / "mlcube.yaml").is_file()]
+        targets = [resolve_target(str(d)) for d in sorted(path.iterdir()) if d.is_dir() and mlcube_folder(d)]
         if not targets:
             raise SpecError("no MLCube folder (a folder with mlcube.yaml) in this directory", file=str(path))
     elif path.is_file():

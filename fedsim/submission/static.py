@@ -56,10 +56,9 @@ def load_mlcube(path: Path) -> tuple[CubeSpec | None, Check]:
         problems.append("data_path is not an input of infer")
     if "output_path" not in params.outputs:
         problems.append("output_path is not an output of infer")
-    for io, name in (("inputs", "data_path"), ("outputs", "output_path")):
-        p = getattr(params, io).get(name)
-        if p is not None and p.type != "directory":
-            problems.append(f"{name} is a {p.type}, not a directory")
+    for name, p in params.outputs.items():
+        if p.declared_type(p.default if p.default is not None else name) is None:
+            problems.append(f"output {name} has no type and its default does not end with '/' (MLCube refuses it)")
     if problems:
         return cube, failed(
             "mlcube",

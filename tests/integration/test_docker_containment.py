@@ -280,7 +280,7 @@ def test_deadline_kills_and_removes_a_hanging_container(site: Path, pool: Runtim
         "infer",
         {"data_path": site / "prepared", "output_path": site / "predictions" / "hang"},
         isolation=Isolation(untrusted=True),
-        only={"data_path", "output_path"},
+        pinned={"data_path", "output_path"},
         labels={"fedsim.run": RUN, "fedsim.job": "s/deadline"},
     )
     inv.create_outputs()

@@ -20,12 +20,13 @@ import pytest
 from fedsim.cube import Isolation, bind, container_mounts, load_cube
 from fedsim.guard import DeadlineGuard, supervise
 from fedsim.pipeline.diagnose import explain_failure
-from fedsim.pipeline.execute import MODEL_PARAMETERS, execute_job
+from fedsim.pipeline.execute import execute_job
 from fedsim.pipeline.job import Job, JobKind, JobLimits, JobStatus
 from fedsim.runtimes import docker_available
 from fedsim.runtimes.select import RuntimePool, singularity_binary
 from tests.conftest import FIXTURES, containers_of_run
 
+MODEL_PARAMETERS = frozenset({"data_path", "output_path"})
 RUN = f"fedsim-test-fidelity-{secrets.token_hex(3)}"  # every container this module creates carries it
 CUBE_DIRS = FIXTURES / "cubes"
 FIDELITY = Isolation(untrusted=True, singularity_fidelity=True)
@@ -185,7 +186,7 @@ def run_plain_docker(client: Any, cube: str, site: Path) -> tuple[int, str, Path
     out = site / "predictions" / cube
     out.mkdir(parents=True, exist_ok=True)
     spec = load_cube(CUBE_DIRS / cube)
-    inv = bind(spec, "infer", {"data_path": site / "prepared", "output_path": out}, only=MODEL_PARAMETERS)
+    inv = bind(spec, "infer", {"data_path": site / "prepared", "output_path": out}, pinned=MODEL_PARAMETERS)
     mounts, args = container_mounts(inv)
     assert spec.docker is not None
     container = client.containers.create(
@@ -269,7 +270,7 @@ def test_write_outside_hits_the_64_mib_tmpfs(pool: RuntimePool, tmp_path: Path) 
         "infer",
         {"data_path": site / "prepared", "output_path": out},
         isolation=FIDELITY,
-        only=MODEL_PARAMETERS,
+        pinned=MODEL_PARAMETERS,
         labels={"fedsim.run": RUN},
     )
     inv.create_outputs()
