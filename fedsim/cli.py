@@ -70,7 +70,14 @@ def run_benchmark_cmd(
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="where run directories are created")] = Path("runs"),
     run_id: Annotated[str | None, typer.Option("--run-id", help="name of the run directory")] = None,
     model: Annotated[list[str] | None, typer.Option("--model", help="only run these models (repeatable)")] = None,
-    max_sites: Annotated[int | None, typer.Option("--max-sites", help="sites running at once (default: CPUs)")] = None,
+    max_sites: Annotated[
+        int | None,
+        typer.Option(
+            "--max-sites",
+            help="jobs running at once over all sites (default: the executor's capacity: CPU slots here, the "
+            "cluster's CPUs on Ray); each site also runs at most its hardware.slots",
+        ),
+    ] = None,
     executor_name: Annotated[
         str, typer.Option("--executor", help="where jobs run: local (this machine) or ray (a Ray cluster)")
     ] = "local",
@@ -85,16 +92,32 @@ def run_benchmark_cmd(
         str | None,
         typer.Option("--resume", help="continue an interrupted run (its id in --runs-dir); finished jobs are kept"),
     ] = None,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed",
+            help="with --resume: also rerun the jobs that failed, timed out or broke a limit, and their dependants",
+        ),
+    ] = False,
     allow_unsandboxed: AllowUnsandboxedOpt = False,
 ) -> None:
     """Run every site's data prep, every model's inference and the metrics, then rank the models."""
-    from fedsim.pipeline.run import RunOptions, check_containment, prepare_run, resume_options, run_benchmark
+    from fedsim.pipeline.run import (
+        RunOptions,
+        check_containment,
+        check_run_ids,
+        prepare_run,
+        resume_options,
+        run_benchmark,
+    )
     from fedsim.report.console import RunProgress, final_table, ranking_table, stop_on_interrupt
 
     if runtime is not None and runtime not in {"auto", "local", "docker", "singularity"}:
         raise typer.BadParameter("choose auto, local, docker or singularity", param_hint="--runtime")
     if executor_name not in {"local", "ray"}:
         raise typer.BadParameter("choose local or ray", param_hint="--executor")
+    if retry_failed and not resume:
+        raise typer.BadParameter("only together with --resume RUN_ID", param_hint="--retry-failed")
     options = RunOptions(
         benchmark=benchmark,
         sites=tuple(sites or ()),
@@ -105,7 +128,9 @@ def run_benchmark_cmd(
         max_sites=max_sites,
         resume=resume,
         allow_unsandboxed=allow_unsandboxed,
+        retry_failed=retry_failed,
     )
+    check_run_ids(options)  # a run id is a plain name in --runs-dir (exit 2)
     bench, site_specs, cubes = prepare_run(resume_options(options) if resume else options)  # validate first
     check_containment(site_specs, cubes, options)  # refuse unsandboxed submissions before any output
     out.print(
@@ -132,6 +157,13 @@ def run_benchmark_cmd(
     for r in failed:
         out.print(
             f"[yellow]{r.site}/{r.name}[/]: {r.status.value} — {escape(r.reason)}", highlight=False, soft_wrap=True
+        )
+    plain = [r for rs in report.results.values() for r in rs if r.kind == "infer" and r.containment == "none"]
+    if plain:
+        out.print(
+            f"[yellow]warning[/]: {len(plain)} submission job(s) ran UNSANDBOXED as plain host processes "
+            "(--allow-unsandboxed); summary.json and the report record each job's containment",
+            highlight=False,
         )
     out.print(f"results: {report.run.root}  ({report.duration_s:.1f}s)")
     if report.report_html is not None:

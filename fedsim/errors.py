@@ -3,14 +3,13 @@
     FedsimError
     ├── SpecError              a benchmark, site, mlcube.yaml or results file is wrong (names file + field)
     ├── RuntimeUnavailable     the requested runtime (docker engine, singularity binary) is not usable
-    ├── JobFailed              a job could not be run to completion (carries the reason)
-    ├── LimitExceeded          a guard stopped a job
-    │   ├── WallTimeExceeded
-    │   ├── GpuMemoryExceeded
-    │   └── RamExceeded
-    └── StoreError             the run directory or ledger cannot be read or written
+    ├── StoreError             the run directory or ledger cannot be read or written
+    │   ├── BadRunId           a run id that is not a plain directory name (exit 2)
+    │   └── RunExists          a new run given the id of an existing one (exit 2)
+    └── RunInUse               another live fedsim process holds the run's lock (exit 1)
 
 The CLI catches ``FedsimError`` and prints one line; anything else is a bug and keeps its traceback.
+A job that fails or breaks a limit is not an exception: it is a result (``JobResult.status``, ``reason``).
 This module must stay import-light: cubes import it inside minimal images.
 """
 
@@ -46,47 +45,33 @@ class RuntimeUnavailable(FedsimError):
     exit_code = 2
 
 
-class JobFailed(FedsimError):
-    """A job ended without producing its result."""
-
-    def __init__(self, reason: str, *, exit_code: int | None = None) -> None:
-        self.reason = reason
-        self.job_exit_code = exit_code
-        super().__init__(reason)
-
-
-class LimitExceeded(FedsimError):
-    """A guard stopped a job because it crossed one of the federation's limits."""
-
-    status = "limit_exceeded"
-
-
-class WallTimeExceeded(LimitExceeded):
-    status = "timeout"
-
-
-class GpuMemoryExceeded(LimitExceeded):
-    status = "gpu_memory_exceeded"
-
-
-class RamExceeded(LimitExceeded):
-    status = "ram_exceeded"
-
-
 class StoreError(FedsimError):
     """The run directory or the job ledger is unusable."""
 
     exit_code = 2
 
 
+class BadRunId(StoreError):
+    """A ``--run-id``/``--resume`` value that is not a plain directory name (a path, ``..``, empty)."""
+
+
+class RunExists(StoreError):
+    """A new run was given the id of an existing run directory (resume it, or pick another id)."""
+
+
+class RunInUse(FedsimError):
+    """Another live fedsim process holds the run directory's lock; the message names it. Not a usage
+    mistake, a moment's conflict: exit code 1."""
+
+    exit_code = 1
+
+
 __all__ = [
+    "BadRunId",
     "FedsimError",
-    "GpuMemoryExceeded",
-    "JobFailed",
-    "LimitExceeded",
-    "RamExceeded",
+    "RunExists",
+    "RunInUse",
     "RuntimeUnavailable",
     "SpecError",
     "StoreError",
-    "WallTimeExceeded",
 ]

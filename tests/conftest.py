@@ -79,8 +79,21 @@ def small_benchmark(
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Docker tests skip on a machine without an engine, sandbox tests on one where bubblewrap cannot run —
     except in CI (``FEDSIM_REQUIRE_DOCKER=1``, ``FEDSIM_REQUIRE_SANDBOX=1``), where that is a failure."""
+    _skip_not_applicable(items)
     _skip_unless(items, "docker", _docker_missing, "FEDSIM_REQUIRE_DOCKER", "no Docker engine answers")
     _skip_unless(items, "sandbox", _sandbox_missing, "FEDSIM_REQUIRE_SANDBOX", "the bubblewrap sandbox cannot run")
+
+
+def _skip_not_applicable(items: list[pytest.Item]) -> None:
+    """A test function may carry ``not_applicable(params) -> reason | None`` for parameter combinations that
+    make no sense (a docker-only attack on the sandbox): skipped here, before any fixture is set up."""
+    for item in items:
+        judge = getattr(getattr(item, "function", None), "not_applicable", None)
+        callspec = getattr(item, "callspec", None)
+        if judge is not None and callspec is not None:
+            why = judge(dict(callspec.params))
+            if why:
+                item.add_marker(pytest.mark.skip(reason=why))
 
 
 def _docker_missing() -> str | None:

@@ -1,4 +1,4 @@
-"""A task call bound to host paths, and MLCube's mount/argument scheme for containers (DESIGN §4).
+"""A task call bound to host paths, and MLCube's mount/argument scheme for containers (docs/mlcube-compatibility.md).
 
 ``bind`` resolves each parameter's host path (override, else the default resolved against the workspace)
 in MLCube's order — inputs first, then outputs, each in YAML order — and types untyped parameters as MLCube

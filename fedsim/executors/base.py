@@ -24,9 +24,15 @@ class Executor(abc.ABC):
     def check_sites(self, sites: list[SiteSpec]) -> None:  # noqa: B027 - optional hook
         """Refuse, before anything runs, site profiles the executor's machines cannot honour."""
 
-    def lanes(self, requested: int) -> int:
-        """How many sites may run at once."""
-        return max(1, requested)
+    def slots(self) -> int | None:
+        """How many jobs it runs at once, over all sites; None when it sets no limit of its own."""
+        return None
+
+    def admit(self, job: Job) -> bool:
+        """Reserve now, without waiting, what ``job`` needs (CPU slot, RAM, GPUs) for the :meth:`run` that the
+        scheduler calls next; False when it does not fit at the moment. The scheduler then starts other ready jobs
+        that fit instead of queueing behind this one. Executors that queue by themselves admit everything."""
+        return True
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the executor holds (clients, clusters)."""

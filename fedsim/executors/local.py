@@ -1,13 +1,14 @@
 """The default executor: jobs run in this process's threads, each supervising its own process tree.
 
 It owns the machine's resources: CPU slots, RAM budget and GPUs (from NVML, or a fake in tests), and the
-one GPU sampler that watches every job's GPU memory.
+one GPU sampler that watches every job's GPU memory. It runs at most one job per CPU slot; the scheduler admits
+a job (reserves its resources without waiting) before it runs it, so a job that does not fit yet never holds
+back another that does.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 
 from fedsim.executors.base import Executor
@@ -15,7 +16,7 @@ from fedsim.guard.gpu import GpuSampler
 from fedsim.guard.nvml import NvmlBackend, default_backend
 from fedsim.pipeline.execute import execute_job
 from fedsim.pipeline.job import Job, JobResult
-from fedsim.pipeline.resources import ResourcePool
+from fedsim.pipeline.resources import Grant, ResourcePool
 from fedsim.runtimes.select import RuntimePool
 from fedsim.spec import SiteSpec
 
@@ -27,27 +28,49 @@ class LocalExecutor(Executor):
 
     def __init__(
         self,
-        max_sites: int | None = None,
+        max_jobs: int | None = None,
         *,
+        max_sites: int | None = None,
         nvml: NvmlBackend | object | None = _AUTO,
         sampler_hz: float = 50.0,
         cpus: int | None = None,
     ) -> None:
-        self.max_sites = max_sites or os.cpu_count() or 1
         self.runtimes = RuntimePool()
         backend = default_backend() if nvml is _AUTO else nvml
         self.nvml: NvmlBackend | None = backend  # type: ignore[assignment]
         self.sampler = GpuSampler(self.nvml, hz=sampler_hz) if self.nvml is not None else None
         self.resources = ResourcePool(self.nvml.devices() if self.nvml else [], cpus=cpus)
+        # jobs at once over all sites: at most one per CPU slot (``max_sites``: the former name of the limit)
+        self.max_jobs = min(max_jobs or max_sites or self.resources.cpus, self.resources.cpus)
+        self.max_sites = self.max_jobs  # callers that size their own thread pools by it (stress)
+        self._admitted: dict[str, Grant] = {}
+        self._lock = threading.Lock()
+
+    def slots(self) -> int:
+        return self.max_jobs
+
+    def admit(self, job: Job) -> bool:
+        grant = self.resources.try_acquire(job)
+        if grant is None:
+            return False
+        with self._lock:
+            self._admitted[job.key] = grant
+        return True
 
     def run(self, job: Job, stop_event: threading.Event | None = None) -> JobResult:
-        with self.resources.acquire(job) as grant:
+        with self._lock:
+            grant = self._admitted.pop(job.key, None)
+        if grant is None:  # not admitted by a scheduler: wait for the resources here
+            grant = self.resources.wait_acquire(job)
+        try:
             limits = job.limits
             if limits.ram_bytes is not None and limits.ram_bytes > self.resources.ram_bytes:
                 # a 40 GB profile on a smaller machine: the machine is the real limit
                 limits = dataclasses.replace(limits, ram_bytes=self.resources.ram_bytes)
             job = dataclasses.replace(job, gpu_ids=grant.gpu_ids, limits=limits)
             return execute_job(job, self.runtimes, stop_event, self.sampler)
+        finally:
+            self.resources.release(grant)
 
     def check_sites(self, sites: list[SiteSpec]) -> None:
         for s in sites:
@@ -55,6 +78,3 @@ class LocalExecutor(Executor):
                 self.resources.check_profile(
                     s.name, s.hardware.gpus, int(s.hardware.gpu_memory_gb * 1024**3), str(s.source or "")
                 )
-
-    def lanes(self, requested: int) -> int:
-        return max(1, min(requested, self.max_sites))

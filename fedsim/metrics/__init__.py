@@ -1,4 +1,4 @@
-"""BraTS metrics with CaPTk semantics (DESIGN §5), fast, for the metrics cube.
+"""BraTS metrics with CaPTk semantics (docs/metrics.md), fast, for the metrics cube.
 
 Imports only numpy, scipy, nibabel and ``fedsim.errors`` so it runs in a bare Debian bookworm image; the
 submodules load on first use to keep ``import fedsim.metrics`` cheap.

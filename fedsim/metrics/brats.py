@@ -1,4 +1,4 @@
-"""BraTS 2021 per-case metrics with CaPTk's edge-case semantics (DESIGN §5).
+"""BraTS 2021 per-case metrics with CaPTk's edge-case semantics (docs/metrics.md).
 
 Work is confined to the bounding box of the non-zero voxels of both volumes: outside it every region is
 empty in both, so those voxels only ever add to TN, which is derived as ``voxels - TP - FP - FN``.

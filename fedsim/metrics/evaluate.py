@@ -1,4 +1,4 @@
-"""Evaluate a directory of predictions against the FeTS labels (DESIGN §3, §5).
+"""Evaluate a directory of predictions against the FeTS labels (docs/fets-contract.md, docs/metrics.md).
 
 Labels are trusted site data: one that cannot be read is an error. Predictions are untrusted container
 output: missing, unreadable (incl. decompression bombs) or misaligned ones score the penalty row.

@@ -1,6 +1,6 @@
 """Turn the tail of a failed job's log into one line naming the likely cause and the fix.
 
-Containers that work under ``docker run`` fail at hospitals for a handful of classic reasons (DESIGN §3):
+Containers that work under ``docker run`` fail at hospitals for a handful of classic reasons (docs/fets-contract.md):
 relying on WORKDIR, writing outside ``output_path``, files readable only by root, needing a GPU that was not
 given. Recognising them here lets the job record say *why* and *what to change*, not just "exit code 1".
 

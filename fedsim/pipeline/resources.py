@@ -66,35 +66,56 @@ class ResourcePool:
         share = self.ram_bytes // self.cpus
         return min(job.limits.ram_bytes or share, share)
 
-    @contextlib.contextmanager
-    def acquire(self, job: Job) -> Iterator[Grant]:
+    def _wants(self, job: Job) -> tuple[int, int]:
+        """(GPUs, RAM bytes) ``job`` takes from this machine: on a machine without GPUs a GPU job runs on the CPU."""
         want_gpus = job.limits.gpus
         if want_gpus and not self.gpus:
             if not self._warned_cpu_only:
                 log.warning("no GPU on this machine: GPU jobs run on the CPU")
                 self._warned_cpu_only = True
             want_gpus = 0
-        want_gpus = min(want_gpus, len(self.gpus))
-        ram = self._ram_share(job)
+        return min(want_gpus, len(self.gpus)), self._ram_share(job)
+
+    def _fits(self, gpus: int, ram: int) -> bool:
+        return len(self._free_gpus) >= gpus and self._free_cpus >= 1 and self._free_ram >= ram
+
+    def _take(self, gpus: int, ram: int) -> Grant:
+        granted = tuple(self._free_gpus[:gpus])
+        del self._free_gpus[:gpus]
+        self._free_cpus -= 1
+        self._free_ram -= ram
+        if granted:
+            self._gpu_jobs += 1
+            self.max_concurrent_gpu_jobs = max(self.max_concurrent_gpu_jobs, self._gpu_jobs)
+        return Grant(granted, ram, 1)
+
+    def try_acquire(self, job: Job) -> Grant | None:
+        """Everything ``job`` needs if it is free now, else None (never waits); give it back with :meth:`release`."""
+        gpus, ram = self._wants(job)
         with self._cond:
-            self._cond.wait_for(
-                lambda: len(self._free_gpus) >= want_gpus and self._free_cpus >= 1 and self._free_ram >= ram
-            )
-            granted = tuple(self._free_gpus[:want_gpus])
-            del self._free_gpus[:want_gpus]
-            self._free_cpus -= 1
-            self._free_ram -= ram
-            if granted:
-                self._gpu_jobs += 1
-                self.max_concurrent_gpu_jobs = max(self.max_concurrent_gpu_jobs, self._gpu_jobs)
+            return self._take(gpus, ram) if self._fits(gpus, ram) else None
+
+    def release(self, grant: Grant) -> None:
+        with self._cond:
+            self._free_gpus.extend(grant.gpu_ids)
+            self._free_gpus.sort(key=[g.uuid for g in self.gpus].index)
+            self._free_cpus += grant.cpus
+            self._free_ram += grant.ram_bytes
+            if grant.gpu_ids:
+                self._gpu_jobs -= 1
+            self._cond.notify_all()
+
+    def wait_acquire(self, job: Job) -> Grant:
+        """Everything ``job`` needs, waiting until it is free; give it back with :meth:`release`."""
+        gpus, ram = self._wants(job)
+        with self._cond:
+            self._cond.wait_for(lambda: self._fits(gpus, ram))
+            return self._take(gpus, ram)
+
+    @contextlib.contextmanager
+    def acquire(self, job: Job) -> Iterator[Grant]:
+        grant = self.wait_acquire(job)
         try:
-            yield Grant(granted, ram, 1)
+            yield grant
         finally:
-            with self._cond:
-                self._free_gpus.extend(granted)
-                self._free_gpus.sort(key=[g.uuid for g in self.gpus].index)
-                self._free_cpus += 1
-                self._free_ram += ram
-                if granted:
-                    self._gpu_jobs -= 1
-                self._cond.notify_all()
+            self.release(grant)

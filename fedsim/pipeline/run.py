@@ -21,13 +21,15 @@ from fedsim.executors.base import Executor
 from fedsim.executors.local import LocalExecutor
 from fedsim.pipeline.job import JobKind, JobResult, JobStatus
 from fedsim.pipeline.plan import Cubes, SitePlan, plan
+from fedsim.pipeline.retry import retry_keys
 from fedsim.pipeline.scheduler import EventSink, run_all
 from fedsim.pipeline.sitedata import ensure_site_data, needs_synthesis
 from fedsim.runtimes.orphans import kill_orphans
 from fedsim.runtimes.select import Unsandboxed, choose
 from fedsim.spec import BenchmarkSpec, SiteSpec, load_benchmark, load_sites
 from fedsim.store import RunDirectory, new_run_id, write_json_atomic, write_yaml_atomic
-from fedsim.store.ledger import Ledger
+from fedsim.store.ledger import Ledger, recorded_durations
+from fedsim.store.runlock import check_run_id, claim_run
 from fedsim.yamlsafe import safe_load_file
 
 log = logging.getLogger("fedsim.pipeline")
@@ -46,6 +48,7 @@ class RunOptions:
     resume: str | None = None  # the id of an interrupted run in runs_dir to continue
     report: bool = True  # write report.html (plots, tables) at the end
     allow_unsandboxed: bool = False  # where neither docker nor the local sandbox can run, run submissions plainly
+    retry_failed: bool = False  # with resume: rerun the jobs that did not succeed, and their dependants
 
 
 @dataclass
@@ -59,6 +62,7 @@ class RunReport:
     interrupted: bool = False
     duration_s: float = 0.0
     report_html: Path | None = None
+    segments: list[dict[str, Any]] = field(default_factory=list)  # the run and each resume (ledger.segments)
 
 
 def load_cubes(bench: BenchmarkSpec) -> Cubes:
@@ -149,8 +153,33 @@ def collect_site_metrics(run: RunDirectory, site: str, results: list[JobResult])
     return {case: merged[case] for case in sorted(merged)}
 
 
+def _iso(wall: float | None) -> str | None:
+    return None if wall is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall))
+
+
+def summary_segments(segments: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], float]:
+    """``summary.json``'s ``segments`` (the first run, then every resume) and their total duration."""
+    out: list[dict[str, Any]] = []
+    for seg in segments:
+        start, end = seg["started_at"], seg["finished_at"]
+        duration = None if end is None else round(max(0.0, end - start), 3)
+        out.append(
+            {
+                "started": _iso(start),
+                "finished": _iso(end),
+                "duration_s": duration,
+                "jobs_run": seg["jobs_run"],
+                "resumed": seg["resumed"],
+                "retry_failed": seg["retry_failed"],
+                "state": seg["state"],
+            }
+        )
+    return out, round(sum(s["duration_s"] or 0.0 for s in out), 3)
+
+
 def write_summary(report: RunReport, started_wall: float) -> None:
     jobs = [r.to_dict() for rs in report.results.values() for r in rs]
+    segments, total = summary_segments(report.segments)
     write_json_atomic(
         report.run.summary,
         {
@@ -163,6 +192,8 @@ def write_summary(report: RunReport, started_wall: float) -> None:
             "duration_s": round(report.duration_s, 3),
             "interrupted": report.interrupted,
             "jobs": jobs,
+            "segments": segments,
+            "total_duration_s": total,
         },
     )
 
@@ -205,10 +236,36 @@ def check_containment(sites: list[SiteSpec], cubes: Cubes, options: RunOptions) 
                 continue
 
 
+def check_run_ids(options: RunOptions) -> None:
+    """Refuse a ``--run-id`` or ``--resume`` that is not a plain name inside ``--runs-dir`` (exit 2), before
+    anything is read or written."""
+    if options.resume is not None:
+        check_run_id(options.resume, "--resume")
+    if options.run_id is not None:
+        check_run_id(options.run_id)
+
+
+EARLIER_RUNS = 5  # how many of the newest earlier runs of the benchmark time the jobs of a new one
+
+
+def earlier_durations(runs_dir: Path, benchmark: str, exclude: str | None = None) -> dict[str, float]:
+    """Job key → seconds from the ledgers of the newest earlier runs of ``benchmark`` in ``runs_dir`` (the newest
+    run's time wins); what orders the ready jobs longest first. Empty when there are none."""
+    try:
+        ledgers = [p / Ledger.FILE for p in runs_dir.iterdir() if p.name != exclude and (p / Ledger.FILE).is_file()]
+        ledgers.sort(key=lambda f: f.stat().st_mtime)
+    except OSError:
+        return {}
+    durations: dict[str, float] = {}
+    for f in ledgers[-EARLIER_RUNS:]:
+        durations.update(recorded_durations(f, benchmark))
+    return durations
+
+
 def resume_options(options: RunOptions) -> RunOptions:
     """Options of a resumed run: the benchmark and sites exactly as the run recorded them."""
     assert options.resume is not None
-    run = RunDirectory((options.runs_dir / options.resume).resolve())
+    run = RunDirectory((options.runs_dir / check_run_id(options.resume, "--resume")).resolve())
     if not (run.root / Ledger.FILE).is_file():
         raise StoreError(f"no run {options.resume!r} to resume in {options.runs_dir} (no {Ledger.FILE} in {run.root})")
     return replace(
@@ -228,6 +285,7 @@ def run_benchmark(
     stop_event: threading.Event | None = None,
 ) -> RunReport:
     say = on_message or (lambda _msg: None)
+    check_run_ids(options)
     if options.resume:
         options = resume_options(options)
     bench, sites, cubes = prepare_run(options)
@@ -243,12 +301,34 @@ def run_benchmark(
         if needs_synthesis(s):
             say(f"synthesising {s.data.synthesize.cases} cases for site {s.name} ...")  # type: ignore[union-attr]
         raw.append((s, ensure_site_data(s)))
-    run_id = options.run_id or new_run_id()
-    run = RunDirectory((options.runs_dir / run_id).resolve())
+    run = RunDirectory((options.runs_dir / check_run_id(options.run_id or new_run_id())).resolve())
     try:
-        run.root.mkdir(parents=True, exist_ok=options.run_id is not None)
-    except OSError as exc:
-        raise StoreError(f"cannot create run directory {run.root}: {exc.strerror or exc}") from exc
+        # Held until this function returns or the process dies: no second run or resume of this directory
+        # starts meanwhile, so a resume only ever kills the leftovers of a dead run.
+        lock = claim_run(run.root, resume=options.resume is not None, runs_dir=options.runs_dir)
+    except BaseException:
+        executor.close()  # refused before anything ran: release what the executor holds
+        raise
+    try:
+        return _run_locked(options, run, bench, sites, cubes, raw, say, on_event, executor, stop_event)
+    finally:
+        lock.release()
+
+
+def _run_locked(
+    options: RunOptions,
+    run: RunDirectory,
+    bench: BenchmarkSpec,
+    sites: list[SiteSpec],
+    cubes: Cubes,
+    raw: list[tuple[SiteSpec, Path]],
+    say: Any,
+    on_event: EventSink | None,
+    executor: Executor,
+    stop_event: threading.Event | None,
+) -> RunReport:
+    """The run proper, while this process holds the run directory's lock."""
+    run_id = run.run_id
     plans = plan(bench, raw, cubes, run, options.runtime)
     if options.allow_unsandboxed:
         plans = [replace(p, jobs=tuple(replace(j, allow_unsandboxed=True) for j in p.jobs)) for p in plans]
@@ -264,19 +344,30 @@ def run_benchmark(
             say(f"killed {procs} leftover processes and {containers} containers of the interrupted run")
         ledger.mark_unfinished("interrupted")
         done = {k: JobResult.from_dict(r) for k, r in ledger.done().items()}
+        if options.retry_failed:
+            again = retry_keys(plans, done)
+            done = {k: r for k, r in done.items() if k not in again}
+            say(f"retrying {len(again)} jobs that did not succeed, with their dependants: {', '.join(sorted(again))}")
         say(f"resuming run {run_id}: {len(done)} finished jobs are kept")
     ledger.begin_run(run_id, bench.name)
     stop = stop_event or threading.Event()
     started_wall, started = time.time(), time.monotonic()
+    resumed = options.resume is not None
+    segment = ledger.begin_segment(started_wall, resumed=resumed, retry_failed=resumed and options.retry_failed)
     sink: EventSink = on_event or (lambda _k, _j, _r: None)
     report = RunReport(run, bench, sites, {})
     try:
         with executor:
-            report.results = run_all(plans, executor, sink, stop, done, ledger)
+            durations = earlier_durations(options.runs_dir, bench.name, exclude=run_id)
+            report.results = run_all(
+                plans, executor, sink, stop, done, ledger, durations=durations, max_jobs=options.max_sites
+            )
     finally:
         report.interrupted = stop.is_set()
         ledger.mark_unfinished("interrupted")
         ledger.set_run_state(run_id, "interrupted" if report.interrupted else "completed")
+        ledger.end_segment(segment, time.time(), "interrupted" if report.interrupted else "completed")
+        report.segments = ledger.segments()
         ledger.close()
         report.duration_s = time.monotonic() - started
         if not report.results:

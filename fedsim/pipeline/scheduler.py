@@ -1,71 +1,69 @@
-"""Order jobs: sites run concurrently (one lane each, up to the executor's limit); a site's jobs keep
-their order. A failed data-prep step skips the rest of its site; a failed model only costs that model."""
+"""Run a plan's job graph (:mod:`fedsim.pipeline.graph`): every job starts as soon as its dependencies are
+settled, its site has a free slot (and GPU), and the executor has room for it.
+
+One thread (the caller's) decides; each started job runs in a worker thread of its own. Rules:
+
+- at most ``min(executor.slots(), max_jobs, sum of the sites' slots)`` jobs run at once;
+- among the ready jobs, the highest priority (longest expected path to the end) goes first, ties in plan
+  order; a job the executor cannot admit yet (its CPU slot, RAM or GPU is taken) is passed over for the next
+  ready job that fits, so nothing waits behind it;
+- a failed data-prep step skips the rest of its site (``"<step> failed at this site"``, recorded in the ledger
+  like a finished job); a failed model only costs that model: its evaluate scores the penalty rows;
+- ``done`` results (a resumed run) are kept, never rerun; on ``stop_event`` the running jobs are stopped by
+  their executor and every job that had not started is recorded as interrupted.
+"""
 
 from __future__ import annotations
 
 import shutil
 import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from fedsim.executors.base import Executor
-from fedsim.pipeline.job import Job, JobKind, JobResult, JobStatus
+from fedsim.pipeline.graph import DATA_PREP, GraphRun, JobGraph, Node, skipped
+from fedsim.pipeline.job import Job, JobResult, JobStatus
 from fedsim.pipeline.plan import SitePlan
 from fedsim.store.ledger import Ledger
 
 EventSink = Callable[[str, Job, JobResult | None], None]
 
-DATA_PREP = {JobKind.PREPARE, JobKind.SANITY_CHECK, JobKind.STATISTICS}
+POLL_S = 0.2  # how soon a stop is noticed while jobs run (running jobs see it at once through stop_event)
+
+__all__ = ["DATA_PREP", "EventSink", "capacity", "run_all"]
 
 
-def _skipped(job: Job, reason: str, status: JobStatus = JobStatus.SKIPPED) -> JobResult:
-    return JobResult(job.site, job.name, job.kind.value, job.model, status, reason=reason)
+def capacity(graph: JobGraph, executor: Executor, max_jobs: int | None = None) -> int:
+    """How many jobs may run at once: the executor's slots, ``max_jobs`` and the sites' slots, whichever is least."""
+    limits = [sum(c.slots for c in graph.sites.values()) or 1]
+    if (slots := executor.slots()) is not None:
+        limits.append(slots)
+    if max_jobs is not None:
+        limits.append(max_jobs)
+    return max(1, min(limits))
 
 
-def run_site(
-    site_plan: SitePlan,
+def _run_job(
+    job: Job,
+    penalised: bool,
     executor: Executor,
     on_event: EventSink,
     stop_event: threading.Event,
-    done: dict[str, JobResult] | None = None,
-    ledger: Ledger | None = None,
-) -> list[JobResult]:
-    """Run one site's jobs in order. ``done`` holds results of a previous attempt that are never rerun;
-    the ledger learns of each start and, once its outputs are durable, of each finish."""
-    done = done or {}
-    results: list[JobResult] = []
-    prep_failed: str | None = None
-    failed_models: set[str] = set()
-    for job in site_plan.jobs:
-        if job.key in done:
-            res = done[job.key]
-        elif stop_event.is_set():
-            res = _skipped(job, "run interrupted before this job started", JobStatus.INTERRUPTED)
-        elif prep_failed and job.kind in DATA_PREP | {JobKind.INFER, JobKind.EVALUATE}:
-            res = _skipped(job, f"{prep_failed} failed at this site")
-            if ledger is not None:
-                ledger.job_started(job.key, job.site, job.name)
-                ledger.job_finished(job.key, res.to_dict())
-        else:
-            if job.kind is JobKind.EVALUATE and job.model in failed_models:
-                # The model's whole output is void: the metrics cube scores every case with the penalty row.
-                pred = dict(job.paths)["predictions"]
-                shutil.rmtree(pred, ignore_errors=True)
-                pred.mkdir(parents=True, exist_ok=True)
-            on_event("started", job, None)
-            if ledger is not None:
-                ledger.job_started(job.key, job.site, job.name)
-            res = executor.run(job, stop_event)
-            if ledger is not None and res.status is not JobStatus.INTERRUPTED:
-                ledger.job_finished(job.key, res.to_dict())
-            on_event("finished", job, res)
-        results.append(res)
-        if not res.status.finished_ok:
-            if job.kind in DATA_PREP and prep_failed is None:
-                prep_failed = job.name
-            elif job.kind is JobKind.INFER and job.model:
-                failed_models.add(job.model)
-    return results
+    ledger: Ledger | None,
+) -> JobResult:
+    if penalised:
+        # The model's whole output is void: the metrics cube scores every case with the penalty row.
+        pred = dict(job.paths)["predictions"]
+        shutil.rmtree(pred, ignore_errors=True)
+        pred.mkdir(parents=True, exist_ok=True)
+    on_event("started", job, None)
+    if ledger is not None:
+        ledger.job_started(job.key, job.site, job.name)
+    res = executor.run(job, stop_event)
+    if ledger is not None and res.status is not JobStatus.INTERRUPTED:
+        ledger.job_finished(job.key, res.to_dict())
+    on_event("finished", job, res)
+    return res
 
 
 def run_all(
@@ -75,8 +73,55 @@ def run_all(
     stop_event: threading.Event,
     done: dict[str, JobResult] | None = None,
     ledger: Ledger | None = None,
+    *,
+    durations: Mapping[str, float] | None = None,
+    max_jobs: int | None = None,
 ) -> dict[str, list[JobResult]]:
-    lanes = executor.lanes(len(plans))
-    with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="site") as pool:
-        futures = {p.site.name: pool.submit(run_site, p, executor, on_event, stop_event, done, ledger) for p in plans}
-        return {name: f.result() for name, f in futures.items()}
+    """Run every site's jobs; returns each site's results in plan order. ``durations`` (job key → seconds,
+    from earlier runs) order the ready jobs; ``max_jobs`` caps the jobs running at once over all sites."""
+    graph = JobGraph.from_plans(plans)
+    state = GraphRun(graph, done, durations)
+    limit = capacity(graph, executor, max_jobs)
+    running: dict[Future[JobResult], Node] = {}
+    error: BaseException | None = None
+
+    def launch(pool: ThreadPoolExecutor, node: Node) -> None:
+        state.start(node)
+        fut = pool.submit(_run_job, node.job, state.penalised(node), executor, on_event, stop_event, ledger)
+        running[fut] = node
+
+    with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="job") as pool:
+        while True:
+            for fut in [f for f in running if f.done()]:
+                node = running.pop(fut)
+                try:
+                    state.finish(node.key, fut.result())
+                except BaseException as exc:  # a fedsim bug or a ledger failure: stop starting jobs, raise later
+                    error = error or exc
+                    state.finish(node.key, skipped(node.job, f"internal error: {exc}", JobStatus.FAILED))
+            stopping = stop_event.is_set() or error is not None
+            while not stopping and (doomed := state.doomed()):
+                for node, reason in doomed:
+                    res = skipped(node.job, reason)
+                    if ledger is not None:
+                        ledger.job_started(node.key, node.job.site, node.job.name)
+                        ledger.job_finished(node.key, res.to_dict())
+                    state.finish(node.key, res)
+            if not stopping:
+                ready = state.ready()
+                for node in ready:
+                    if len(running) >= limit:
+                        break
+                    if state.site_fits(node) and executor.admit(node.job):
+                        launch(pool, node)
+                if not running and ready:
+                    # Nothing runs, so nothing will free what the executor wants: hand it the first job anyway
+                    # (its run waits or fails by itself rather than the run hanging here).
+                    launch(pool, ready[0])
+            if not running:
+                break
+            wait(list(running), timeout=POLL_S, return_when=FIRST_COMPLETED)
+    state.interrupt_waiting()
+    if error is not None:
+        raise error
+    return state.by_site()

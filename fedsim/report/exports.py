@@ -111,6 +111,8 @@ def summary_dict(data: RunData, stability: RankStability | None) -> dict[str, An
         "models": list(data.models),
         "cases": {s: len(i.cases) for s, i in data.institutions.items()},
         "jobs": {"total": len(jobs), "by_status": statuses},
+        # how each job was held (docker, singularity, bwrap, none): "site/job" -> containment
+        "containment": {f"{j.site}/{j.name}": j.containment for j in jobs},
         "failures": [
             {"site": j.site, "job": j.name, "status": j.status, "reason": j.reason, "exit_code": j.exit_code}
             for j in jobs

@@ -317,8 +317,16 @@ def _status(job: JobRow) -> str:
     return f'<span class="{cls}">{escape(job.status)}</span>'
 
 
+def _containment(job: JobRow) -> str:
+    """A submission that ran unsandboxed (``none``, only with --allow-unsandboxed) is marked, never blended in."""
+    if job.containment == "none" and job.kind == "infer":
+        return '<span class="status-bad">none (unsandboxed)</span>'
+    return escape(job.containment or "")
+
+
 def _jobs(data: RunData) -> str:
     header = ["site", "job", "status", "reason", "exit", "duration", "s / case", "peak GPU mem", "peak RAM", "runtime"]
+    header.append("containment")
     rows, classes = [], []
     for j in data.jobs:
         rows.append(
@@ -333,6 +341,7 @@ def _jobs(data: RunData) -> str:
                 _bytes(j.peak_gpu_memory_bytes),
                 _bytes(j.peak_rss_bytes),
                 escape(j.runtime or ""),
+                _containment(j),
             ]
         )
         classes.append("" if j.ok else "failed")

@@ -53,6 +53,8 @@ class JobRow:
     log_path: Path | None
     log_tail: str | None = None
     """Last lines of the log, only for jobs that did not succeed."""
+    containment: str | None = None
+    """How the job was held: docker, singularity, bwrap (the local sandbox) or none; None in older runs."""
 
     @property
     def ok(self) -> bool:
@@ -176,6 +178,7 @@ def _job_row(run: RunDirectory, job: dict[str, Any]) -> JobRow:
         gpu_ids=tuple(str(g) for g in job.get("gpu_ids") or ()),
         log_path=log_path,
         log_tail=tail,
+        containment=job.get("containment"),
     )
 
 

@@ -20,6 +20,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from fedsim.cube import Invocation
@@ -139,13 +140,16 @@ class SandboxProcess(HostProcess):
         never sees a SIGTERM it could ignore; killing the sandbox's init takes its whole PID namespace."""
         if grace_s >= 1:
             super().terminate(grace_s)
-            return
-        self._tree()
-        self._signal_all(signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self._popen.wait(timeout=5)
-        self._returncode = self._popen.returncode
-        self._close_log()
+        else:
+            self._tree()
+            self._signal_all(signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._popen.wait(timeout=5)
+            self._returncode = self._popen.returncode
+            self._close_log()
+        gone_by = time.monotonic() + 5  # as a container's stop: return once the whole tree is gone
+        while self._survivors() and time.monotonic() < gone_by:
+            time.sleep(0.01)
 
     def cleanup(self) -> None:
         super().cleanup()

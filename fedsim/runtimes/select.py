@@ -57,6 +57,10 @@ class RuntimePool:
     def __init__(self) -> None:
         self._instances: dict[str, Runtime] = {}
 
+    def register(self, name: str, runtime: Runtime) -> None:
+        """Use ``runtime`` for ``name`` (a test's :class:`fedsim.testing.FakeRuntime`, a preconfigured one)."""
+        self._instances[name] = runtime
+
     def get(self, name: str) -> Runtime:
         if name not in self._instances:
             self._instances[name] = _load(name)()

@@ -1,4 +1,4 @@
-"""Run cube tasks with Singularity or Apptainer, as the FeTS 2022 hospitals did (DESIGN §7).
+"""Run cube tasks with Singularity or Apptainer, as the FeTS 2022 hospitals did (docs/containment.md).
 
 ``prepare`` turns the cube's docker image into a SIF once — ``build x.sif docker-daemon://IMAGE:TAG``,
 cached by the docker image's digest under ``<cache>/sif`` — unless the cube ships a SIF in its
@@ -17,7 +17,9 @@ Flags, as FeTS passed them to model cubes (``Isolation.untrusted``):
 
 Data-prep and metrics cubes get ``-C --cleanenv``. Every cube gets MLCube's ``/mlcube_io{N}`` binds,
 ``--pwd /`` (singularity would otherwise start in the caller's cwd, not the image's WORKDIR) and its
-environment as ``--env K=V``. Memory is not limited by the runtime (the RAM guard samples RSS), nor PIDs.
+environment as ``--env K=V``. Memory is not limited by the runtime (the RAM guard samples RSS); model cubes
+get ``--pids-limit`` = the benchmark's ``max_pids`` (a cgroup limit: singularity/apptainer needs root, or
+cgroups v2 with systemd, to apply it — FeTS's hospitals passed none).
 
 Processes are started by :class:`HostProcess`, never by spython, whose ``run`` ignores ``contain=``,
 replaces the environment when given ``environ``, and exposes neither a timeout nor a PID.
@@ -69,7 +71,9 @@ def singularity_argv(binary: str, sif: str | Path, inv: Invocation) -> list[str]
         "run" if entry is None else "exec",
         *(UNTRUSTED_FLAGS if inv.isolation.untrusted else TRUSTED_FLAGS),
     ]
-    if not inv.isolation.untrusted:
+    if inv.isolation.untrusted:
+        argv.append(f"--pids-limit={inv.isolation.pids_limit}")  # the benchmark's max_pids (a cgroup limit)
+    else:
         argv += cube_run_args(inv.cube)
     for m in mounts:
         host = str(m.host_path)

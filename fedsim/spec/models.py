@@ -192,6 +192,9 @@ class HardwareProfile(_Frozen):
     gpu_memory_gb: PositiveFloat = 11.0
     ram_gb: PositiveFloat = 40.0
     cpus: PositiveInt = 4
+    slots: PositiveInt = Field(
+        1, description="jobs the site runs at once (a real site runs one at a time); a GPU job also takes a GPU"
+    )
 
 
 class SiteSpec(_Frozen):

@@ -32,6 +32,10 @@ CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, attempt INTEGER NOT NULL, event TEXT NOT NULL,
     at REAL NOT NULL, driver_pid INTEGER
 );
+CREATE TABLE IF NOT EXISTS segments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, started_at REAL NOT NULL, finished_at REAL, resumed INTEGER NOT NULL,
+    retry_failed INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL, driver_pid INTEGER
+);
 """
 
 
@@ -114,10 +118,6 @@ class Ledger:
                 raise StoreError(f"job ledger {self.path}: {exc}") from exc
         return attempt
 
-    def job_pids(self, key: str, pids: list[tuple[int, float]], container: str | None = None) -> None:
-        """Remember host PIDs (with start times) and the container of a running job, to kill orphans later."""
-        self._tx("UPDATE jobs SET pids=? WHERE key=?", (json.dumps({"pids": pids, "container": container}), key))
-
     def job_finished(self, key: str, record: dict[str, Any]) -> None:
         now = time.time()
         self._many(
@@ -138,17 +138,89 @@ class Ledger:
         rows = self._tx("SELECT key, record FROM jobs WHERE state='done'")
         return {k: json.loads(r) for k, r in rows}
 
-    def unfinished(self) -> dict[str, dict[str, Any]]:
-        """Jobs that were running when the run stopped, with what is known of their processes."""
-        rows = self._tx("SELECT key, pids FROM jobs WHERE state='running'")
-        return {k: (json.loads(p) if p else {}) for k, p in rows}
-
     def mark_unfinished(self, state: str = "interrupted") -> None:
         self._tx("UPDATE jobs SET state=? WHERE state='running'", (state,))
 
     def events(self) -> list[tuple[str, int, str]]:
         return [(k, a, e) for k, a, e in self._tx("SELECT key, attempt, event FROM events ORDER BY id")]
 
+    def begin_segment(self, started_at: float, *, resumed: bool, retry_failed: bool = False) -> int:
+        """Record that one command (a run or a resume) starts working on the run; returns its id."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                cur = self._db.execute(
+                    "INSERT INTO segments(started_at, resumed, retry_failed, state, driver_pid) VALUES(?,?,?,?,?)",
+                    (started_at, int(resumed), int(retry_failed), "running", os.getpid()),
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StoreError(f"job ledger {self.path}: {exc}") from exc
+        return int(cur.lastrowid or 0)
+
+    def end_segment(self, segment_id: int, finished_at: float, state: str) -> None:
+        self._tx("UPDATE segments SET finished_at=?, state=? WHERE id=?", (finished_at, state, segment_id))
+
+    def segments(self) -> list[dict[str, Any]]:
+        """Every segment of the run in order: ``started_at``, ``finished_at``, ``resumed``, ``retry_failed``,
+        ``state`` and ``jobs_run`` (job starts in it). A segment whose process died without closing it is
+        ``aborted``, and ends at its last ledger event (``None`` when it recorded none)."""
+        rows = self._tx(
+            "SELECT id, started_at, finished_at, resumed, retry_failed, state FROM segments ORDER BY started_at, id"
+        )
+        out: list[dict[str, Any]] = []
+        for i, (_id, started, finished, resumed, retry, state) in enumerate(rows):
+            until = rows[i + 1][1] if i + 1 < len(rows) else None
+            window = "at >= ?" + (" AND at < ?" if until is not None else "")
+            args: tuple[Any, ...] = (started, until) if until is not None else (started,)
+            if finished is not None:
+                window, args = "at >= ? AND at <= ?", (started, finished)
+            (jobs_run, last), *_ = self._tx(f"SELECT SUM(event='started'), MAX(at) FROM events WHERE {window}", args)
+            if finished is None and until is not None:  # its process died without closing it
+                state, finished = "aborted", last
+            out.append(
+                {
+                    "started_at": started,
+                    "finished_at": finished,
+                    "resumed": bool(resumed),
+                    "retry_failed": bool(retry),
+                    "state": state,
+                    "jobs_run": int(jobs_run or 0),
+                }
+            )
+        return out
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def recorded_durations(path: Path, benchmark: str | None = None) -> dict[str, float]:
+    """Job key → seconds of the jobs a run's ledger holds as done (skipped ones left out), read-only; empty when
+    the file is missing or unreadable, or when the run was of another benchmark. For ordering later runs."""
+    if not Path(path).is_file():
+        return {}
+    try:
+        db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=1)
+        try:
+            if benchmark is not None:
+                names = {b for (b,) in db.execute("SELECT benchmark FROM runs")}
+                if names and benchmark not in names:
+                    return {}
+            rows = db.execute("SELECT key, record FROM jobs WHERE state='done'").fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return {}
+    out: dict[str, float] = {}
+    for key, record in rows:
+        try:
+            rec = json.loads(record)
+            secs = float(rec.get("duration_s") or 0.0)
+        except (TypeError, ValueError, AttributeError):
+            continue
+        if secs > 0 and rec.get("status") != "skipped":
+            out[key] = secs
+    return out

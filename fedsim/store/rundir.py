@@ -4,7 +4,8 @@ runs/<run-id>/
   config/benchmark.yaml, config/sites/<site>.yaml   the resolved specs this run used
   sites/<site>/prepared/ labels/ metadata/ params/ predictions/<model>/ results/<model>.yaml logs/<job>.log
   results/<site>.yaml      only metrics leave a site: case -> model -> flat metric keys
-  summary.json             per job: status, exit code, reason, duration, peaks
+  summary.json             per job: status, exit code, reason, duration, peaks; every segment (run, resumes)
+  run.lock                 flock held by the live fedsim of this run (fedsim.store.runlock)
   ranking/                 final_ranks_<method>.csv ...
 """
 

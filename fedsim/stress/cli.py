@@ -70,6 +70,13 @@ def stress(
     ] = "96,96,64",
     seed: Annotated[int, typer.Option("--seed", help="seed of the shifts (direction, fields, noise)")] = 0,
     jobs: Annotated[int | None, typer.Option("--jobs", min=1, help="jobs at once (default: CPUs)")] = None,
+    allow_unsandboxed: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unsandboxed",
+            help="where neither Docker nor the bubblewrap sandbox can run, run the models as plain host processes",
+        ),
+    ] = False,
 ) -> None:
     """Generalization stress test: models under controlled acquisition shifts of growing severity.
 
@@ -102,6 +109,7 @@ def stress(
         shape=(dims[0], dims[1], dims[2]),
         seed=seed,
         jobs=jobs,
+        allow_unsandboxed=allow_unsandboxed,
     )
 
     def _event(kind: str, model: str, case_set: Any, result: Any) -> None:

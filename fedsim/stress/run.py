@@ -16,14 +16,15 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from fedsim.cube import CubeSpec
-from fedsim.errors import SpecError
+from fedsim.errors import RuntimeUnavailable, SpecError
 from fedsim.executors.base import Executor
 from fedsim.pipeline.job import Job, JobKind, JobLimits, JobResult, JobStatus
+from fedsim.runtimes.select import Unsandboxed, choose
 from fedsim.spec import BenchmarkSpec
 from fedsim.spec.models import ResourceLimits
 from fedsim.stress.data import UNSHIFTED, CaseSet, SourceData, build_sets, resolve_source
@@ -55,6 +56,7 @@ class StressOptions:
     shape: tuple[int, int, int] = (96, 96, 64)
     seed: int = 0
     jobs: int | None = None
+    allow_unsandboxed: bool = False  # where neither docker nor the bubblewrap sandbox can run, run models plainly
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,7 @@ def make_job(model: StressModel, case_set: CaseSet, out: Path, runtime: str, ev:
         gpu_memory_bytes=int(ev.limits.gpu_memory_gb * GiB),
         gpus=min(cube.platform.accelerator_count, 1),  # the federation lends one GPU
         output_bytes_per_case=int(ev.limits.output_mb_per_case * 1024**2),
+        max_pids=ev.limits.max_pids,
     )
     predictions = out / "predictions" / model.name / case_set.label
     return Job(
@@ -206,6 +209,13 @@ def run_stress(
     stop = stop_event or threading.Event()
     shifts, levels = check_selection(options.shifts, options.levels)
     models = load_models(options.models)
+    for m in models:  # refuse unsandboxed submissions before any data is made (one line, the two fixes)
+        try:
+            choose(options.runtime, m.cube, sandbox=True, allow_unsandboxed=options.allow_unsandboxed)
+        except Unsandboxed:
+            raise
+        except RuntimeUnavailable:
+            pass  # the job reports it
     bench = load_benchmark(options.benchmark) if options.benchmark is not None else None
     ev = eval_settings(bench)
     out = options.out.resolve()
@@ -235,6 +245,7 @@ def run_stress(
 
             def one(model: StressModel, case_set: CaseSet) -> SetResult:
                 job = make_job(model, case_set, out, options.runtime, ev, run_id)
+                job = replace(job, allow_unsandboxed=options.allow_unsandboxed)
                 if stop.is_set():
                     res = JobResult(
                         job.site,

@@ -91,6 +91,25 @@ def job_runtime(requested: str, cube: CubeSpec) -> str:
     return "singularity"
 
 
+def local_untrusted_refusal(options: CheckOptions) -> None:
+    """Raise :class:`Unsandboxed` (one line, the two fixes) when the checks would run on the local runtime, the
+    bubblewrap sandbox cannot run here and unsandboxed runs are not allowed — before any check starts."""
+    from fedsim.runtimes.sandbox import probe
+    from fedsim.runtimes.select import UNSANDBOXED_FIX, Unsandboxed
+
+    if options.allow_unsandboxed:
+        return
+    container = docker_available() or singularity_binary() is not None
+    if options.runtime != "local" and (options.runtime != "auto" or container):
+        return
+    found = probe()
+    if not found.ok:
+        where = "" if options.runtime == "local" else "no Docker engine answers and "
+        raise Unsandboxed(
+            f"refusing to run submissions as plain host processes: {where}{found.reason}; {UNSANDBOXED_FIX}"
+        )
+
+
 def _ram_gb(options: CheckOptions, report: SubmissionReport) -> float:
     cap = float(RAM_SHARE * psutil.virtual_memory().total / GiB)
     if options.ram_gb <= cap:
@@ -212,6 +231,12 @@ def check_submission(
     report.runtime = result.runtime or runtime
     if report.runtime == "docker" and runtime == "singularity":
         report.runtime = "docker (singularity fidelity)"
+    report.containment = result.containment or ""
+    if result.containment == "none":
+        report.notes.append(
+            "the submission ran UNSANDBOXED, as a plain host process with your user's rights (network, files): "
+            f"the local runtime's sandbox cannot run here ({_sandbox_reason()}); install bubblewrap to contain it"
+        )
     if result.exit_code is not None or result.status is not JobStatus.FAILED:
         report.duration_s = result.duration_s
     report.peak_rss_bytes = result.peak_rss_bytes or probed
@@ -228,7 +253,9 @@ def check_submission(
     else:
         report.checks += [skipped(n, "the run failed") for n in ("output_files", "output_geometry", "output_labels")]
     report.checks.append(
-        outputs.check_containment(layout.sandbox, {"predictions", "cwd"}, layout.data, data_before, runtime != "local")
+        outputs.check_containment(
+            layout.sandbox, {"predictions", "cwd"}, layout.data, data_before, result.containment not in (None, "none")
+        )
     )
     if ok:
         _metrics(report, layout.predictions, data)
@@ -240,6 +267,12 @@ def check_submission(
         report.work_dir = report.log = None
     report.check_duration_s = time.monotonic() - started
     return report
+
+
+def _sandbox_reason() -> str:
+    from fedsim.runtimes.sandbox import probe
+
+    return probe().reason or "unknown"
 
 
 def _key(name: str) -> str:

@@ -69,6 +69,13 @@ def _as_exit_2(err: Any) -> Any:
     return guard()
 
 
+def refuse_unsandboxed(options: Any) -> None:
+    """dry-run: refuse before anything runs when submissions would run as plain host processes."""
+    from fedsim.submission.check import local_untrusted_refusal
+
+    local_untrusted_refusal(options)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("check-submission")
     def check_submission_cmd(
@@ -106,6 +113,7 @@ def register(app: typer.Typer) -> None:
             base_image=base_image,
             work_dir=work_dir,
             keep=keep,
+            allow_unsandboxed=True,  # one's own cube: without docker or bubblewrap it runs plainly, and says so
         )
         with _as_exit_2(err):
             target = resolve_target(submission)
@@ -149,6 +157,14 @@ def register(app: typer.Typer) -> None:
         max_parallel: Annotated[
             int | None, typer.Option("--max-parallel", min=1, help="checks in flight (default: 2 × CPUs)")
         ] = None,
+        allow_unsandboxed: Annotated[
+            bool,
+            typer.Option(
+                "--allow-unsandboxed",
+                help="where neither Docker nor the bubblewrap sandbox can run, run the submissions as plain host "
+                "processes (no containment)",
+            ),
+        ] = False,
     ) -> None:
         """Check every submission concurrently (as GPUs, RAM and CPUs allow); a table plus CSV/JSON exports."""
         from fedsim.submission.dryrun import DryRunProgress, dry_run, load_submissions, write_exports
@@ -166,9 +182,11 @@ def register(app: typer.Typer) -> None:
             max_image_gb=max_image_gb,
             base_image=base_image,
             work_dir=(work_dir or out_dir / "work").resolve(),
+            allow_unsandboxed=allow_unsandboxed,
         )
         with _as_exit_2(err):
             targets = load_submissions(submissions)
+            refuse_unsandboxed(options)
             check_data = toy_data(cases) if data is None else user_data(data, labels, out_dir.resolve() / "data")
             out.print(
                 f"dry run of {len(targets)} submissions on {check_data.description} "

@@ -35,6 +35,7 @@ CSV_COLUMNS = (
     "peak_ram_bytes",
     "runtime",
     "target",
+    "containment",
 )
 
 
@@ -143,6 +144,7 @@ def csv_text(reports: list[SubmissionReport]) -> str:
                 r.peak_rss_bytes if r.peak_rss_bytes is not None else "",
                 r.runtime,
                 r.target,
+                r.containment,
             ]
         )
     return buf.getvalue()

@@ -78,6 +78,7 @@ def make_job(cube: CubeSpec, key: str, runtime: str, layout: RunLayout, options:
         "cases_dir": layout.data,
         "clean_outputs": (layout.predictions,),
         "base_image": options.base_image,
+        "allow_unsandboxed": options.allow_unsandboxed,
     }
     if "run_id" in {f.name for f in dataclasses.fields(Job)}:
         kwargs["run_id"] = key

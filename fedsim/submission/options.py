@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-# FeTS 2022 (DESIGN §3): one 11 GB GPU, 40 GB RAM, num_cases * 180 s; same numbers as ResourceLimits' defaults.
+# FeTS 2022 (docs/fets-contract.md): one 11 GB GPU, 40 GB RAM, num_cases * 180 s; same numbers as ResourceLimits' defaults.
 OFFICIAL_TIMEOUT_PER_CASE_S = 180.0
 OFFICIAL_GPU_MEMORY_GB = 11.0
 OFFICIAL_RAM_GB = 40.0
@@ -29,6 +29,9 @@ class CheckOptions:
     base_image: str | None = None
     work_dir: Path | None = None  # where each check's data copy, outputs and log go (default: a temp dir)
     keep: bool = False  # keep the work directory of a passing check too (a failing one is always kept)
+    # where neither docker nor the bubblewrap sandbox can run, run the submission as a plain host process: yes for
+    # check-submission (one's own cube; the report says so), no for dry-run unless --allow-unsandboxed
+    allow_unsandboxed: bool = False
 
     def limits(self) -> dict[str, float]:
         return {

@@ -23,7 +23,9 @@ def _seconds(value: float | None) -> str:
 
 def report_view(report: SubmissionReport) -> Group:
     """Every check with its cause and fix, then the verdict line with timings, peaks and metric means."""
-    table = Table(show_edge=False, title=f"{report.submission} ({report.runtime or '-'})", title_justify="left")
+    held = {"bwrap": ", bubblewrap sandbox", "none": ", UNSANDBOXED"}.get(report.containment, "")
+    title = f"{report.submission} ({report.runtime or '-'}{held})"
+    table = Table(show_edge=False, title=title, title_justify="left")
     table.add_column("check")
     table.add_column("result")
     table.add_column("details", overflow="fold")

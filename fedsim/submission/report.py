@@ -68,6 +68,7 @@ class SubmissionReport:
     submission: str
     target: str
     runtime: str = ""
+    containment: str = ""  # how the run was held: docker, singularity, bwrap, or none (the local runtime, unsandboxed)
     checks: list[Check] = field(default_factory=list)
     limits: dict[str, Any] = field(default_factory=dict)
     data: str = ""
@@ -118,6 +119,7 @@ class SubmissionReport:
             "verdict": self.verdict,
             "reason": self.reason,
             "runtime": self.runtime,
+            "containment": self.containment,
             "limits": dict(self.limits),
             "data": self.data,
             "num_cases": self.num_cases,

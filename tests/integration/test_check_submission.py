@@ -38,16 +38,18 @@ DOCKER_EXPECTED: dict[str, tuple[str, str] | None] = {
     "root_only_checkpoint": ("image_permissions", "readable only by root: /mlcube_project/checkpoint.npy"),
     "exceeds_ram": ("run", "ram_exceeded"),
 }
-# what the local runtime (no containers) can catch; writing outside output_path shows up as containment there
+# what the local runtime (no containers) can catch: in its bubblewrap sandbox, writing outside output_path fails
+# the run as in a container (the working directory is read-only)
 LOCAL_EXPECTED = {k: v for k, v in DOCKER_EXPECTED.items() if k != "root_only_checkpoint"}
-LOCAL_EXPECTED["writes_outside"] = ("containment", "wrote outside output_path: wrote cwd/scratch")
 LOCAL_EXPECTED["exceeds_ram"] = ("run", "ram_exceeded: RAM")
+# unsandboxed (check-submission of one's own cube without docker or bubblewrap) it shows up as containment
+UNSANDBOXED_WRITES_OUTSIDE = ("containment", "wrote outside output_path: wrote cwd/scratch")
 # other checks allowed to fail as well, because they are the same one problem seen from another side
 SAME_CAUSE = {"relative_entrypoint": {"workdir", "run"}, "root_only_checkpoint": {"run"}}
 
 
-def fedsim(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200"}
+def fedsim(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "fedsim.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=400
     )
@@ -130,6 +132,7 @@ def test_check_submission_of_a_bare_image_with_json(tmp_path: Path, docker_dry_r
 
 
 @pytest.mark.e2e
+@pytest.mark.sandbox
 def test_dry_run_on_the_local_runtime(tmp_path: Path) -> None:
     """No containers: the same problems are caught (container-only checks are skipped, never passed)."""
     from fedsim.submission.check import resolve_target
@@ -144,7 +147,7 @@ def test_dry_run_on_the_local_runtime(tmp_path: Path) -> None:
     as_dicts = {r.submission: r.to_dict() for r in reports}
     assert_caught(as_dicts, LOCAL_EXPECTED)
     for r in reports:
-        assert r.runtime == "local"
+        assert r.runtime == "local" and r.containment == "bwrap", (r.submission, r.runtime, r.containment)
         for name in ("image_permissions", "image_size"):
             check = r.check(name)
             assert check is not None and check.status.value == "skipped", (r.submission, name)
@@ -177,6 +180,34 @@ def test_check_submission_exit_codes_and_json(tmp_path: Path) -> None:
     proc = fedsim("check-submission", str(SUBMISSIONS / "toy_valid"), "--runtime", "podman")
     assert proc.returncode == 2
     assert "unknown runtime" in proc.stderr
+
+
+NO_CONTAINMENT = {"FEDSIM_BWRAP": "off", "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+
+
+@pytest.mark.e2e
+def test_check_submission_of_ones_own_cube_runs_unsandboxed_and_says_so(tmp_path: Path) -> None:
+    """Without docker and bubblewrap a participant's check still runs, as a plain process, and the report says so."""
+    report = tmp_path / "r.json"
+    proc = fedsim(
+        "check-submission", str(SUBMISSIONS / "writes_outside"), "--json", str(report), *FAST, env=NO_CONTAINMENT
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    data = json.loads(report.read_text())
+    assert data["runtime"] == "local" and data["containment"] == "none"
+    check, phrase = UNSANDBOXED_WRITES_OUTSIDE
+    assert data["reason"].startswith(f"{check}: {phrase}"), data["reason"]
+    assert any("UNSANDBOXED" in n and "bubblewrap" in n for n in data["notes"]), data["notes"]
+    assert "UNSANDBOXED" in proc.stdout
+
+
+def test_dry_run_refuses_unsandboxed_submissions(tmp_path: Path) -> None:
+    """Organisers' dry run without docker and bubblewrap: exit 2, one line naming both fixes, nothing run."""
+    proc = fedsim("dry-run", str(SUBMISSIONS / "local_subset.yaml"), "--out", str(tmp_path / "out"), env=NO_CONTAINMENT)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    line = proc.stderr.strip()
+    assert "\n" not in line and "install bubblewrap" in line and "--allow-unsandboxed" in line, line
+    assert not (tmp_path / "out" / "dry_run.csv").exists()
 
 
 @pytest.mark.e2e

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -204,26 +203,14 @@ def run_plain_docker(client: Any, cube: str, site: Path) -> tuple[int, str, Path
         container.remove(force=True)
 
 
-def _tail_keeps_the_end() -> bool:
-    """Whether the pipeline hands diagnose the *end* of a log whose first line (the docker argv) is long."""
-    from fedsim.pipeline import execute
+def test_diagnosis_sees_the_end_of_a_log_with_a_long_first_line(tmp_path: Path) -> None:
+    """The long '$ docker run' line at the top of a short log must not hide the error from diagnose."""
+    from fedsim.pipeline.execute import _tail_lines
 
-    tail = getattr(execute, "_tail", None)
-    if tail is None:
-        return True
-    with tempfile.TemporaryDirectory() as tmp:
-        log = Path(tmp) / "job.log"
-        log.write_text("$ docker run " + "--volume=/x:/y " * 40 + "\nOSError: [Errno 28] No space left on device\n")
-        return "No space left" in tail(log, lines=40)
+    log = tmp_path / "job.log"
+    log.write_text("$ docker run " + "--volume=/x:/y " * 400 + "\nOSError: [Errno 28] No space left on device\n")
+    assert _tail_lines(log, 40)[-1] == "OSError: [Errno 28] No space left on device"
 
-
-# Known bug (reported to the lead): execute._tail keeps the *first* 300 characters of the last 40 lines, so
-# the long '$ docker run' line at the top of a short log hides the error. Strict: this flips once it is fixed.
-pipeline_tail_bug = pytest.mark.xfail(
-    not _tail_keeps_the_end(),
-    reason="fedsim.pipeline.execute._tail truncates the head of the tail: diagnose never sees the error",
-    strict=True,
-)
 
 needs_fallback = pytest.mark.skipif(
     singularity_binary() is not None, reason="a real singularity is installed: runtime 'singularity' would use it"
@@ -245,7 +232,6 @@ def test_classic_cube_works_under_plain_docker(pool: RuntimePool, tmp_path: Path
 
 @pytest.mark.docker
 @needs_fallback
-@pipeline_tail_bug
 @pytest.mark.parametrize("cube", list(CLASSIC))
 def test_classic_cube_fails_in_fidelity_mode_with_cause_and_fix(pool: RuntimePool, tmp_path: Path, cube: str) -> None:
     """Runtime 'singularity' without the binary falls back to docker's fidelity mode and catches the bug."""

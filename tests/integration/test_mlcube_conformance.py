@@ -71,7 +71,7 @@ ANY = "*"  # a HARDENING_FLAGS value pattern matching any value
 HARDENING_FLAGS: dict[str, dict[tuple[str, str | None], str]] = {
     "docker": {
         # a submission must not reach the network: the federation's data never leaves the site
-        ("--network", "none"): "no network for untrusted code (DESIGN §4, README containment)",
+        ("--network", "none"): "no network for untrusted code (docs/mlcube-compatibility.md, README containment)",
         # no Linux capabilities: nothing a segmentation model needs, everything an escape needs
         ("--cap-drop", "ALL"): "all capabilities dropped",
         # setuid binaries in the image cannot raise privileges
@@ -113,6 +113,8 @@ HARDENING_FLAGS: dict[str, dict[tuple[str, str | None], str]] = {
         ("--pwd", "/"): "working directory / (no host cwd)",
         # FeTS passed --nv to every model; fedsim narrows CUDA_VISIBLE_DEVICES to the job's GPUs
         ("--nv", None): "NVIDIA driver libraries for submissions, as at the FeTS sites",
+        # a fork bomb is stopped by the PID cgroup (the benchmark's limits.max_pids), as under docker
+        ("--pids-limit", ANY): "PID limit",
     },
 }
 
@@ -139,7 +141,7 @@ UNTRUSTED_DROPPED: dict[str, str] = {
 DEVICE_ASSIGNMENT = "--gpus"
 
 # For untrusted calls only (a model's ``infer``): fedsim mounts a folder that only inputs use read-only
-# where MLCube mounts it read-write (MLCube honours only explicit ``opts``). DESIGN §4 lists read-only
+# where MLCube mounts it read-write (MLCube honours only explicit ``opts``). docs/mlcube-compatibility.md lists read-only
 # inputs among the deliberate hardening of untrusted model cubes; it never changes paths or arguments.
 UNTRUSTED_READ_ONLY_INPUTS = True
 
@@ -175,7 +177,7 @@ SING = ("singularity",)
 
 # fmt: off  (a table: one call per entry reads better than the formatter's layout)
 CALLS: tuple[Call, ...] = (
-    # --- FeTS 2022 task 2 data preparation, with the keys MedPerf passes (DESIGN §3) ---
+    # --- FeTS 2022 task 2 data preparation, with the keys MedPerf passes (docs/fets-contract.md) ---
     Call(
         "fets-prep-prepare",
         "fets_data_prep",

@@ -1,4 +1,4 @@
-"""CaPTk edge-case table (DESIGN §5), misalignment penalties and decompression bombs."""
+"""CaPTk edge-case table (docs/metrics.md), misalignment penalties and decompression bombs."""
 
 from __future__ import annotations
 

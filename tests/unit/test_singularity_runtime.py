@@ -109,6 +109,7 @@ def test_model_cube_argv_has_the_fets_flags(tmp_path: Path) -> None:
         "--net",
         "--network=none",
         "--nv",
+        "--pids-limit=1024",
         "--bind",
         f"{tmp_path / 'data'}:/mlcube_io0:ro",
         "--bind",
