@@ -138,7 +138,7 @@ def job_overhead(client: Any, jobs: int) -> None:
                 "infer",
                 {"data_path": tmp / "data", "output_path": tmp / "out" / str(i)},
                 isolation=Isolation(untrusted=True, ram_bytes=2 * 1024**3),
-                only={"data_path", "output_path"},
+                pinned={"data_path", "output_path"},
                 labels={"fedsim.run": run, "fedsim.job": f"noop-{i}"},
             )
             inv.create_outputs()
@@ -159,7 +159,7 @@ def job_overhead(client: Any, jobs: int) -> None:
             "infer",
             {"data_path": tmp / "data", "output_path": tmp / "out" / "raw"},
             isolation=Isolation(untrusted=True, ram_bytes=2 * 1024**3),
-            only={"data_path", "output_path"},
+            pinned={"data_path", "output_path"},
         )
         inv0.create_outputs()
         cfg = container_config(inv0, NOOP_TAG, docker_rt.user)
@@ -260,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 20:
         parser.error("--jobs must be at least 20 for a meaningful p90")
     import docker
+
     from fedsim.runtimes import docker_available
 
     if not docker_available():

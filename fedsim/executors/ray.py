@@ -80,7 +80,8 @@ def site_resource(site: str) -> str:
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
 AUTH_PROBE_TIMEOUT_MS = 3000
 _HOST_PORT = re.compile(r"[A-Za-z0-9_.\-\[\]:]+:\d+")
-_AUTH_NOISE = ("InvalidAuthToken", "Authentication token is missing")
+# what Ray's C++ client logs for a rejected or unanswered probe: the probe's outcome says it in one line
+_PROBE_NOISE = ("InvalidAuthToken", "Authentication token is missing", "Failed to connect to", "Failed to get cluster")
 _TOKEN_FIX = (
     "use the head node's token (`ray get-auth-token` on the head prints it) in ~/.ray/auth_token on this machine, "
     "or point RAY_AUTH_TOKEN_PATH at a file holding it, or set RAY_AUTH_TOKEN"
@@ -123,7 +124,7 @@ def _cluster_accepts(address: str) -> bool:
     from ray._raylet import InnerGcsClient
     from ray.exceptions import AuthenticationError
 
-    with _stderr_without(_AUTH_NOISE):
+    with _stderr_without(_PROBE_NOISE):
         try:
             InnerGcsClient.standalone(address, None, AUTH_PROBE_TIMEOUT_MS)
         except AuthenticationError:
@@ -163,7 +164,7 @@ def match_cluster_auth(address: str) -> None:
             has_token = loader.has_token(ignore_auth_mode=True)
         except AuthenticationError as exc:  # RAY_AUTH_TOKEN_PATH names a missing or empty file
             raise RuntimeUnavailable(
-                f"the Ray cluster at {address} uses token authentication but {str(exc).split('. ')[0]}; {_TOKEN_FIX}"
+                f"the Ray cluster at {address} uses token authentication and {str(exc).split('. ')[0]}; {_TOKEN_FIX}"
             ) from None
         if not has_token:
             raise RuntimeUnavailable(
@@ -366,7 +367,7 @@ class RayExecutor(Executor):
     def _start_local(self, sites: list[SiteSpec]) -> None:
         """The private single-node Ray of ``address="local"``: it declares every site (as many units as the site
         has slots) and this machine's CPUs and GPUs (Ray detects them; CUDA_VISIBLE_DEVICES narrows them)."""
-        if not self._local_pending:
+        if not getattr(self, "_local_pending", False):  # (an executor built without __init__, in unit tests)
             return
         self._local_pending = False
         resources = {site_resource(s.name): float(getattr(s.hardware, "slots", 1) or 1) for s in sites}

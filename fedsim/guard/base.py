@@ -1,7 +1,9 @@
 """The guard seam: watchers observe a running job and report violations; one supervisor kills.
 
-A watcher knows limits and PIDs, never docker or benchmarks. ``poll`` must be cheap: the supervisor calls
-every watcher on each tick (default 10 Hz).
+A watcher knows limits and PIDs, never docker or benchmarks. The supervisor does not tick: it sleeps until the
+earliest moment a watcher asked for (:meth:`Watch.due_in`: the deadline's expiry, the RAM sampler's next sample,
+by default the supervisor's ``tick_s``, 10 Hz) or until something rings its alarm (the job's exit, ``stop_event``,
+a watcher with news of its own), so ``poll`` is called only when due and must stay cheap.
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ class Watch(abc.ABC):
     @abc.abstractmethod
     def poll(self) -> Violation | None:
         """Sample once; a violation means the job must be stopped now."""
+
+    def due_in(self, tick_s: float) -> float | None:
+        """Seconds from now until this watcher wants :meth:`poll` called (again). None: only when the alarm
+        rings (a watcher told asynchronously, which sets :attr:`alarm`); the default samples every ``tick_s``."""
+        return tick_s
 
     def stop(self, usage: Usage) -> None:  # noqa: B027 - optional hook
         """Fold this watcher's peaks into ``usage`` after the job ended."""

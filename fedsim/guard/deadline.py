@@ -26,6 +26,9 @@ class _DeadlineWatch(Watch):
     def remaining(self) -> float:
         return self._seconds - (time.monotonic() - self._handle.started_at)
 
+    def due_in(self, tick_s: float) -> float:  # the supervisor sleeps until the deadline itself, not in ticks
+        return max(0.0, self.remaining())
+
 
 class DeadlineGuard(Guard):
     def __init__(self, seconds: float) -> None:

@@ -64,6 +64,9 @@ class _OutputWatch(Watch):
             return Violation("output_exceeded", f"created more than {self._max_entries} files in output_path")
         return None
 
+    def due_in(self, tick_s: float) -> float:
+        return max(0.0, self._next - time.monotonic())
+
 
 class OutputSizeGuard(Guard):
     def __init__(

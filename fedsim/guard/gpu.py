@@ -41,6 +41,9 @@ class GpuWatch(Watch):
     def poll(self) -> Violation | None:
         return self.violation
 
+    def due_in(self, tick_s: float) -> None:  # the sampler rings the alarm when it sets ``violation``
+        return None
+
     def stop(self, usage: Usage) -> None:
         self.sampler.unregister(self)
         if self.peak:

@@ -1,4 +1,4 @@
-"""Host RAM of a job, sampled on every tick; above the limit the job is stopped.
+"""Host RAM of a job, sampled every supervisor tick (10 Hz); above the limit the job is stopped.
 
 Two sources, by what the runtime provides:
 - a container (its own memory cgroup): the cgroup's usage without reclaimable page cache. The kernel
@@ -51,6 +51,8 @@ class _RamWatch(Watch):
     def _tree_usage(self) -> int:
         total = 0
         for pid in self._handle.host_pids():
+            if self.alarm is not None and self.alarm.is_set():
+                break  # the job exited (or must stop): a partial sample, but no delay in noticing it
             proc = self._procs.get(pid)
             if proc is None:
                 try:

@@ -12,12 +12,11 @@ from pathlib import Path
 
 from fedsim.cube import CubeSpec
 from fedsim.cube.contract import separate_labels, task_paths
+from fedsim.pipeline.factory import GiB, ModelLimits, infer_job
 from fedsim.pipeline.job import Job, JobKind, JobLimits
 from fedsim.spec import BenchmarkSpec, SiteSpec
 from fedsim.spec.models import GENERATED
 from fedsim.store import RunDirectory
-
-GiB = 1024**3
 
 
 @dataclass(frozen=True)
@@ -36,17 +35,16 @@ class SitePlan:
     jobs: tuple[Job, ...]
 
 
-def _limits_for_model(bench: BenchmarkSpec, site: SiteSpec, cube: CubeSpec) -> JobLimits:
-    ram = min(bench.limits.ram_gb, site.hardware.ram_gb)
-    gpu = min(bench.limits.gpu_memory_gb, site.hardware.gpu_memory_gb)
-    return JobLimits(
+def model_limits(bench: BenchmarkSpec, site: SiteSpec) -> ModelLimits:
+    """The benchmark's limits for a submission, narrowed by what the site has."""
+    return ModelLimits(
         timeout_per_case_s=bench.limits.timeout_per_case_s,
-        ram_bytes=int(ram * GiB),
-        gpu_memory_bytes=int(gpu * GiB),
-        gpus=min(cube.platform.accelerator_count, site.hardware.gpus) if site.hardware.gpus else 0,
-        output_bytes_per_case=int(bench.limits.output_mb_per_case * 1024**2),
-        cpus=site.hardware.cpus,
+        ram_gb=min(bench.limits.ram_gb, site.hardware.ram_gb),
+        gpu_memory_gb=min(bench.limits.gpu_memory_gb, site.hardware.gpu_memory_gb),
+        output_mb_per_case=bench.limits.output_mb_per_case,
         max_pids=bench.limits.max_pids,
+        site_gpus=site.hardware.gpus,
+        cpus=site.hardware.cpus,
     )
 
 
@@ -114,19 +112,20 @@ def plan_site(
         job("statistics", JobKind.STATISTICS, prep, "statistics", task_paths(prep, "statistics", checked, extras)),
     ]
     for model in bench.models:
-        cube = cubes.models[model.name]
         jobs.append(
-            job(
-                f"infer.{model.name}",
-                JobKind.INFER,
-                cube,
-                "infer",
-                task_paths(cube, "infer", {"data_path": d.prepared, "output_path": d.predictions(model.name)}),
+            infer_job(
+                site=site.name,
+                name=f"infer.{model.name}",
                 model=model.name,
-                untrusted=True,
-                cases_dir=d.prepared,
-                limits=_limits_for_model(bench, site, cube),
-                clean_outputs=(d.predictions(model.name),),
+                cube=cubes.models[model.name],
+                data=d.prepared,
+                predictions=d.predictions(model.name),
+                limits=model_limits(bench, site),
+                runtime=rt,
+                log_path=d.log(f"infer.{model.name}"),
+                workdir=d.work / f"infer.{model.name}",
+                base_image=base_image,
+                run_id=run.run_id,
             )
         )
     for model in bench.models:

@@ -130,14 +130,22 @@ def _under(path: str, roots: Iterable[str]) -> bool:
 
 def cube_dirs(inv: Invocation) -> tuple[str, ...]:
     """Where a cube's own code may be bound from: its directory (for the FeTS layout ``<cube>/mlcube/mlcube.yaml``
-    beside ``<cube>/project``, the folder above). Its ``mlcube.yaml`` is the submitter's: a build context or an
-    entrypoint naming any other host path (a site's labels) is not bound."""
+    beside ``<cube>/project``, the folder above), and its build context when that holds code (``mlcube.py`` or
+    its Dockerfile: a cube may name its code by reference). Its ``mlcube.yaml`` is the submitter's, so a build
+    context or an entrypoint naming any other host path (a site's labels) is not bound. Looks at the disk."""
     root = os.path.normpath(str(inv.cube.root))
-    return (os.path.dirname(root),) if os.path.basename(root) == "mlcube" else (root,)
+    own = [os.path.dirname(root) if os.path.basename(root) == "mlcube" else root]
+    context = os.path.normpath(str(inv.cube.build_context_dir))
+    build_file = getattr(inv.cube.docker, "build_file", None) or "Dockerfile"
+    if not _under(context, own) and any(
+        os.path.isfile(os.path.join(context, name)) for name in ("mlcube.py", os.path.basename(build_file))
+    ):
+        own.append(context)
+    return tuple(own)
 
 
 def invocation_binds(inv: Invocation, command: Sequence[str]) -> list[_Bind]:
-    """The cube's own paths: its build context and the command's files inside its own directory, read-only,
+    """The cube's own paths: its build context and the command's files inside its own directories, read-only,
     then each parameter at its host path — an input read-only (exactly that file or directory), an output
     writable (a file output's directory, as MLCube mounts it: tools write a temporary file beside it and
     rename). An executable elsewhere (the Python running fedsim, ``/usr/bin/...``) is already visible."""
@@ -468,10 +476,19 @@ class Probe:
     prlimit: str | None = None
 
 
+def data_cache_dir() -> str:
+    """The synthetic data cache, by the rule of :func:`fedsim.pipeline.sitedata.cache_root` (the runtimes sit
+    below the pipeline and may not import it): ``$FEDSIM_CACHE_DIR``, else ``$XDG_CACHE_HOME`` or ``~/.cache``,
+    then ``fedsim``."""
+    env = os.environ.get("FEDSIM_CACHE_DIR")
+    if env:
+        return os.path.expanduser(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return os.path.join(os.path.expanduser(xdg) if xdg else os.path.expanduser("~/.cache"), "fedsim")
+
+
 def host_policy(probe_result: Probe, lease: UidLease, inv: Invocation, max_pids: int) -> SandboxPolicy:
     """The policy of one job on this host."""
-    from fedsim.pipeline.sitedata import cache_root  # lazy: the pipeline imports the runtimes
-
     nodes, proc = gpu_nodes(inv.gpu_ids)
     layout = host_layout()
     if nodes:
@@ -484,7 +501,7 @@ def host_policy(probe_result: Probe, lease: UidLease, inv: Invocation, max_pids:
         layout=layout,
         gpu_nodes=nodes,
         gpu_proc=proc,
-        hidden=(os.path.realpath(cache_root()),),
+        hidden=(os.path.realpath(data_cache_dir()),),
         bwrap=probe_result.bwrap or "bwrap",
         setpriv=probe_result.setpriv or "setpriv",
         prlimit=probe_result.prlimit or "prlimit",

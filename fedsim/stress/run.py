@@ -23,7 +23,8 @@ from typing import Any
 from fedsim.cube import CubeSpec
 from fedsim.errors import RuntimeUnavailable, SpecError
 from fedsim.executors.base import Executor
-from fedsim.pipeline.job import Job, JobKind, JobLimits, JobResult, JobStatus
+from fedsim.pipeline.factory import ModelLimits, infer_job
+from fedsim.pipeline.job import Job, JobResult, JobStatus
 from fedsim.runtimes.select import Unsandboxed, choose
 from fedsim.spec import BenchmarkSpec
 from fedsim.spec.models import ResourceLimits
@@ -121,32 +122,26 @@ def load_models(paths: tuple[Path, ...]) -> list[StressModel]:
 
 
 def make_job(model: StressModel, case_set: CaseSet, out: Path, runtime: str, ev: EvalSettings, run_id: str) -> Job:
-    """The infer job as the planner builds one for a site (``site`` = ``stress.<model>``)."""
-    cube = model.cube
-    limits = JobLimits(
+    """The infer job as the planner builds one for a site (``site`` = ``stress.<model>``), with the
+    federation's hardware: one GPU, no CPU quota."""
+    limits = ModelLimits(
         timeout_per_case_s=ev.limits.timeout_per_case_s,
-        ram_bytes=int(ev.limits.ram_gb * GiB),
-        gpu_memory_bytes=int(ev.limits.gpu_memory_gb * GiB),
-        gpus=min(cube.platform.accelerator_count, 1),  # the federation lends one GPU
-        output_bytes_per_case=int(ev.limits.output_mb_per_case * 1024**2),
+        ram_gb=ev.limits.ram_gb,
+        gpu_memory_gb=ev.limits.gpu_memory_gb,
+        output_mb_per_case=ev.limits.output_mb_per_case,
         max_pids=ev.limits.max_pids,
     )
-    predictions = out / "predictions" / model.name / case_set.label
-    return Job(
+    return infer_job(
         site=f"stress.{model.name}",
         name=f"infer.{case_set.label}",
-        kind=JobKind.INFER,
-        cube=cube,
-        task="infer",
-        paths=(("data_path", case_set.data_dir), ("output_path", predictions)),
-        runtime=runtime,
+        model=model.name,
+        cube=model.cube,
+        data=case_set.data_dir,
+        predictions=out / "predictions" / model.name / case_set.label,
         limits=limits,
+        runtime=runtime,
         log_path=out / "logs" / model.name / f"{case_set.label}.log",
         workdir=out / "work" / model.name / case_set.label,
-        model=model.name,
-        untrusted=True,
-        cases_dir=case_set.data_dir,
-        clean_outputs=(predictions,),
         base_image=ev.base_image,
         run_id=run_id,
     )

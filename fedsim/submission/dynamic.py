@@ -8,18 +8,17 @@ in singularity-fidelity mode (read-only image, 64 MiB /tmp, no HOME, cwd ``/``, 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import psutil
 
 from fedsim.cube import CubeSpec
 from fedsim.executors.base import Executor
-from fedsim.pipeline.job import Job, JobKind, JobLimits, JobResult, JobStatus
+from fedsim.pipeline.factory import ModelLimits, infer_job
+from fedsim.pipeline.job import Job, JobResult, JobStatus
 from fedsim.submission.options import CheckOptions
 from fedsim.submission.report import Check, failed, passed
 
@@ -54,35 +53,29 @@ class RunLayout:
 
 
 def make_job(cube: CubeSpec, key: str, runtime: str, layout: RunLayout, options: CheckOptions, ram_gb: float) -> Job:
-    """The infer job exactly as the planner builds one for a site (``site`` = the check's unique key)."""
-    limits = JobLimits(
+    """The infer job exactly as the planner builds one for a site (``site`` = the check's unique key), with
+    the federation's hardware: one GPU, no CPU quota."""
+    limits = ModelLimits(
         timeout_per_case_s=options.timeout_per_case_s,
-        ram_bytes=int(ram_gb * GiB),
-        gpu_memory_bytes=int(options.gpu_memory_gb * GiB),
-        gpus=min(cube.platform.accelerator_count, 1),  # the federation lends one GPU
-        output_bytes_per_case=int(options.output_mb_per_case * 1024**2),
+        ram_gb=ram_gb,
+        gpu_memory_gb=options.gpu_memory_gb,
+        output_mb_per_case=options.output_mb_per_case,
     )
-    kwargs: dict[str, Any] = {
-        "site": key,
-        "name": "infer",
-        "kind": JobKind.INFER,
-        "cube": cube,
-        "task": "infer",
-        "paths": (("data_path", layout.data), ("output_path", layout.predictions)),
-        "runtime": runtime,
-        "limits": limits,
-        "log_path": layout.log,
-        "workdir": layout.cwd,
-        "model": cube.name,
-        "untrusted": True,
-        "cases_dir": layout.data,
-        "clean_outputs": (layout.predictions,),
-        "base_image": options.base_image,
-        "allow_unsandboxed": options.allow_unsandboxed,
-    }
-    if "run_id" in {f.name for f in dataclasses.fields(Job)}:
-        kwargs["run_id"] = key
-    return Job(**kwargs)
+    return infer_job(
+        site=key,
+        name="infer",
+        model=cube.name,
+        cube=cube,
+        data=layout.data,
+        predictions=layout.predictions,
+        limits=limits,
+        runtime=runtime,
+        log_path=layout.log,
+        workdir=layout.cwd,
+        base_image=options.base_image,
+        run_id=key,
+        allow_unsandboxed=options.allow_unsandboxed,
+    )
 
 
 class DockerRamProbe:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-# FeTS 2022 (docs/fets-contract.md): one 11 GB GPU, 40 GB RAM, num_cases * 180 s; same numbers as ResourceLimits' defaults.
+# FeTS 2022 (docs/fets-contract.md): one 11 GB GPU, 40 GB RAM, num_cases * 180 s; as ResourceLimits' defaults.
 OFFICIAL_TIMEOUT_PER_CASE_S = 180.0
 OFFICIAL_GPU_MEMORY_GB = 11.0
 OFFICIAL_RAM_GB = 40.0

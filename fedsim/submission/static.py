@@ -1,8 +1,8 @@
 """Static checks that need no container: ``mlcube.yaml``, the Dockerfile's ENTRYPOINT, reliance on WORKDIR.
 
-Singularity at a hospital ignores the image's WORKDIR and USER (docs/fets-contract.md, docs/containment.md): an ENTRYPOINT or a script
-that reaches its files by a relative path works under ``docker run`` and fails there. The same analysis runs
-on a Dockerfile (a cube folder) and on an image's config (a bare image).
+Singularity at a hospital ignores the image's WORKDIR and USER (docs/fets-contract.md, docs/containment.md):
+an ENTRYPOINT or a script that reaches its files by a relative path works under ``docker run`` and fails
+there. The same analysis runs on a Dockerfile (a cube folder) and on an image's config (a bare image).
 """
 
 from __future__ import annotations

@@ -120,6 +120,7 @@ def _close(host: Any, box: Any, path: str = "") -> list[str]:
 @pytest.fixture(scope="module")
 def image() -> Iterator[str]:
     import docker
+
     from fedsim.runtimes.images import CUBE_BASE_DOCKERFILE, DEFAULT_BASE_IMAGE, ImageBuilder
 
     client = docker.from_env()

@@ -141,8 +141,8 @@ UNTRUSTED_DROPPED: dict[str, str] = {
 DEVICE_ASSIGNMENT = "--gpus"
 
 # For untrusted calls only (a model's ``infer``): fedsim mounts a folder that only inputs use read-only
-# where MLCube mounts it read-write (MLCube honours only explicit ``opts``). docs/mlcube-compatibility.md lists read-only
-# inputs among the deliberate hardening of untrusted model cubes; it never changes paths or arguments.
+# where MLCube mounts it read-write (MLCube honours only explicit ``opts``). docs/mlcube-compatibility.md
+# lists read-only inputs among the deliberate hardening of untrusted model cubes; it never changes paths or arguments.
 UNTRUSTED_READ_ONLY_INPUTS = True
 
 # Singularity images: MLCube converts a docker-only cube's image with ``singularity build

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import socket
@@ -80,7 +81,7 @@ def _stop_nodes(temp: Path) -> None:
     for p in procs.values():
         with contextlib.suppress(psutil.Error):
             p.terminate()
-    _, alive = psutil.wait_procs(list(procs.values()), timeout=10)
+    _, alive = psutil.wait_procs(list(procs.values()), timeout=3)
     for p in alive:
         with contextlib.suppress(psutil.Error):
             p.kill()
@@ -235,15 +236,18 @@ def test_missing_or_wrong_token_is_one_line_naming_the_fix(tmp_path: Path, clust
     home = tmp_path / "home"  # a machine without ~/.ray/auth_token
     home.mkdir()
     no_token = {k: v for k, v in _user_env(HOME=str(home)).items() if k != "RAY_AUTH_TOKEN_PATH"}
-    cases = {
-        "has no token": no_token,
-        "rejected this machine's authentication token": _user_env(RAY_AUTH_TOKEN_PATH=str(wrong)),
-        "RAY_AUTH_TOKEN_PATH is set but file cannot be opened": _user_env(RAY_AUTH_TOKEN_PATH=str(tmp_path / "no")),
-    }
-    for expected, env in cases.items():
+    wrong_env = _user_env(RAY_AUTH_TOKEN_PATH=str(wrong))
+    cases = [
+        ("has no token", no_token, cluster),
+        ("rejected this machine's authentication token", wrong_env, cluster),
+        ("RAY_AUTH_TOKEN_PATH is set but file cannot be opened", _user_env(RAY_AUTH_TOKEN_PATH="/nil"), cluster),
+        # the default --ray-address auto finds the cluster in RAY_ADDRESS and asks it the same way
+        ("rejected this machine's authentication token", {**wrong_env, "RAY_ADDRESS": cluster}, "auto"),
+    ]
+    for expected, env, address in cases:
         started = time.monotonic()
         proc = _fedsim("run", "benchmark", str(bench), "--runs-dir", str(tmp_path / "runs"),
-                       "--executor", "ray", "--ray-address", cluster, env=env)  # fmt: skip
+                       "--executor", "ray", "--ray-address", address, env=env)  # fmt: skip
         assert proc.returncode == 2, (expected, proc.stdout[-2000:], proc.stderr[-2000:])
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and expected in lines[0] and "ray get-auth-token" in lines[0], (expected, proc.stderr)
@@ -251,13 +255,21 @@ def test_missing_or_wrong_token_is_one_line_naming_the_fix(tmp_path: Path, clust
     assert not (tmp_path / "runs").exists()
 
 
-def test_local_address_declares_the_sites_and_runs_gpu_sites_on_the_cpu(tmp_path: Path, cluster: str) -> None:
-    # bundled-like sites: each asks for a GPU; the machine shows none (CUDA_VISIBLE_DEVICES="" hides any from Ray)
-    bench = small_benchmark(tmp_path, sites=2, cases=1, shape=SHAPE)
+def test_local_address_declares_the_sites_and_runs_gpu_sites_on_the_cpu(
+    tmp_path: Path, cluster: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # bundled-like sites: each asks for a GPU; the machine shows none (CUDA_VISIBLE_DEVICES="" hides any from Ray);
+    # gpu_echo asks for one (accelerator_count: 1), so its jobs are GPU jobs
+    models = {"baseline": CUBES / "baseline", "echo": FIXTURES / "cubes" / "gpu_echo"}
+    bench = small_benchmark(tmp_path, models=models, sites=2, cases=1, shape=SHAPE)
     for site in ("s0", "s1"):
         _site_hardware(bench, site, gpus=1)
     runs = tmp_path / "runs"
-    local = run_benchmark(RunOptions(benchmark=bench, runs_dir=runs, run_id="local"), executor=LocalExecutor(nvml=None))
+    with caplog.at_level(logging.WARNING):
+        local = run_benchmark(
+            RunOptions(benchmark=bench, runs_dir=runs, run_id="local"), executor=LocalExecutor(nvml=None)
+        )
+    assert sum(CPU_ONLY in r.getMessage() for r in caplog.records) == 1
     proc = _fedsim("run", "benchmark", str(bench), "--runs-dir", str(runs), "--run-id", "ray",
                    "--executor", "ray", "--ray-address", "local", env=_user_env(CUDA_VISIBLE_DEVICES=""))  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -266,6 +278,28 @@ def test_local_address_declares_the_sites_and_runs_gpu_sites_on_the_cpu(tmp_path
     _assert_same_results(runs / "ray", local.run.root, ("s0", "s1"))
     assert len({j["node"] for j in jobs.values()}) == 1  # the private node, not the module's cluster
     assert all(j["gpu_ids"] == [] for j in jobs.values())
+    assert jobs["s0/infer.echo"]["status"] == "succeeded"
+
+
+def _sleeper_children(child: int | None, since: float) -> list[psutil.Process]:
+    """Live processes of the hanging model's child. ``child`` is its pid as the cube saw it: in the sandbox's own
+    PID namespace that is not the host's, so match the last pid of /proc/<pid>/status NSpid."""
+    found = []
+    for p in psutil.process_iter(["cmdline", "create_time", "status"]):
+        try:
+            if (
+                "while True: time.sleep(1)" not in " ".join(p.info["cmdline"] or ())
+                or p.info["create_time"] < since - 1
+                or p.info["status"] == psutil.STATUS_ZOMBIE
+            ):
+                continue
+            status = Path(f"/proc/{p.pid}/status").read_text().splitlines()
+            nspid = next((ln.split()[1:] for ln in status if ln.startswith("NSpid:")), [str(p.pid)])
+            if child is None or nspid[-1] == str(child):
+                found.append(p)
+        except (psutil.Error, OSError):
+            continue
+    return found
 
 
 def test_stop_kills_the_job_inside_its_task(tmp_path: Path, cluster: str) -> None:
@@ -275,19 +309,26 @@ def test_stop_kills_the_job_inside_its_task(tmp_path: Path, cluster: str) -> Non
     )  # fmt: skip
     stop = threading.Event()
     started: dict[str, float] = {}
+    seen: list[psutil.Process] = []
+
+    def stop_now() -> None:
+        seen.extend(_sleeper_children(None, since))  # the matcher below finds the children while they live
+        stop.set()
 
     def on_event(kind: str, job: object, _res: object) -> None:
         if kind == "started" and getattr(job, "name", "") == "infer.sleeper":
             started[getattr(job, "site", "")] = time.monotonic()
             if len(started) == 2:
-                threading.Timer(3.0, stop.set).start()  # both sleepers are running their children by then
+                threading.Timer(3.0, stop_now).start()  # both sleepers are running their children by then
 
+    since = time.time()
     with RayExecutor(cluster) as executor:
         report = run_benchmark(
             RunOptions(benchmark=bench, runs_dir=tmp_path / "runs", run_id="stop", rank=False),
             on_event=on_event, executor=executor, stop_event=stop,
         )  # fmt: skip
     assert report.interrupted
+    assert len(seen) >= 2, seen  # (>= : another run of this fixture may share the machine)
     for site in ("s0", "s1"):
         res = {r.name: r for r in report.results[site]}
         sleeper = res["infer.sleeper"]
@@ -296,8 +337,8 @@ def test_stop_kills_the_job_inside_its_task(tmp_path: Path, cluster: str) -> Non
         log = (report.run.root / "sites" / site / "logs" / "infer.sleeper.log").read_text()
         child = int(log.split("child ")[1].split()[0])
         deadline = time.monotonic() + 15
-        while psutil.pid_exists(child) and psutil.Process(child).status() != psutil.STATUS_ZOMBIE:
-            assert time.monotonic() < deadline, f"{site}: the sleeper's child {child} survived the stop"
+        while survivors := _sleeper_children(child, since):
+            assert time.monotonic() < deadline, f"{site}: the sleeper's child {child} survived the stop: {survivors}"
             time.sleep(0.1)
         assert res["evaluate.sleeper"].status is JobStatus.INTERRUPTED
 

@@ -346,3 +346,14 @@ def test_uid_range_must_exist_in_our_user_namespace(tmp_path: Path) -> None:
     rootless.write_text("         0       1000          1\n         1     100000      65536\n")
     assert sandbox._mapped(sandbox.UID_BASE, str(host))
     assert not sandbox._mapped(sandbox.UID_BASE, str(rootless)) and sandbox._mapped(65534, str(rootless))
+
+
+def test_the_hidden_cache_is_the_pipelines(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from fedsim.pipeline.sitedata import cache_root
+
+    for env in ({"FEDSIM_CACHE_DIR": str(tmp_path / "c")}, {"XDG_CACHE_HOME": str(tmp_path / "x")}, {}):
+        monkeypatch.delenv("FEDSIM_CACHE_DIR", raising=False)
+        monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        assert sandbox.data_cache_dir() == str(cache_root())
