@@ -129,6 +129,7 @@ def run_benchmark_cmd(
         resume=resume,
         allow_unsandboxed=allow_unsandboxed,
         retry_failed=retry_failed,
+        report_writer=_write_html_report,
     )
     check_run_ids(options)  # a run id is a plain name in --runs-dir (exit 2)
     bench, site_specs, cubes = prepare_run(resume_options(options) if resume else options)  # validate first
@@ -281,6 +282,13 @@ def _usage_error_types() -> tuple[type[Exception], ...]:
 
 
 _USAGE_ERRORS = _usage_error_types()
+
+
+def _write_html_report(run_dir: Path) -> Path:
+    """The end of every run: ``report.html`` and its exports (the pipeline calls it; it never imports report)."""
+    from fedsim.report.html import write_report
+
+    return write_report(run_dir).html
 
 
 def main(argv: list[str] | None = None) -> None:

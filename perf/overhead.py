@@ -79,8 +79,8 @@ def _cube(tmp: Path) -> Any:
 
 def per_job(tmp: Path, jobs: int, max_extra_ms: float) -> bool:
     from fedsim.cube import Isolation, bind
-    from fedsim.pipeline.execute import execute_job
-    from fedsim.pipeline.job import Job, JobKind, JobLimits, JobStatus
+    from fedsim.jobs.execute import execute_job
+    from fedsim.jobs.job import Job, JobKind, JobLimits, JobStatus
     from fedsim.runtimes import sandbox
     from fedsim.runtimes.local import LocalRuntime, SandboxedLocalRuntime
     from fedsim.runtimes.select import RuntimePool
@@ -191,7 +191,7 @@ def long_run(tmp: Path, total: int, every: int, max_rss_mb: float, max_growth_mb
 
     from fedsim.executors.local import LocalExecutor
     from fedsim.guard.nvml import GpuProcess
-    from fedsim.pipeline.job import Job, JobLimits, JobResult, JobStatus
+    from fedsim.jobs.job import Job, JobLimits, JobResult, JobStatus
     from fedsim.pipeline.scheduler import run_all
     from fedsim.runtimes import sandbox
     from fedsim.store.ledger import Ledger

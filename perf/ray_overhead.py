@@ -35,7 +35,7 @@ NOOP_SCRIPT = "import sys\nsys.exit(0)\n"
 
 def make_jobs(tmp: Path, n: int, site: str) -> list:  # type: ignore[type-arg]
     from fedsim.cube import load_cube
-    from fedsim.pipeline.job import Job, JobKind, JobLimits
+    from fedsim.jobs.job import Job, JobKind, JobLimits
 
     cube_dir = tmp / "noop"
     cube_dir.mkdir(parents=True)

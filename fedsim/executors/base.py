@@ -1,6 +1,6 @@
 """The executor seam: *where* a job runs. The pipeline never knows which executor it has.
 
-Every executor runs the same :func:`fedsim.pipeline.execute.execute_job`; the local one in this process,
+Every executor runs the same :func:`fedsim.jobs.execute.execute_job`; the local one in this process,
 a Ray one as a remote task pinned to the site's node.
 """
 
@@ -10,7 +10,7 @@ import abc
 import threading
 from types import TracebackType
 
-from fedsim.pipeline.job import Job, JobResult
+from fedsim.jobs.job import Job, JobResult
 from fedsim.spec import SiteSpec
 
 

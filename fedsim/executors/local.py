@@ -14,9 +14,9 @@ import threading
 from fedsim.executors.base import Executor
 from fedsim.guard.gpu import GpuSampler
 from fedsim.guard.nvml import NvmlBackend, default_backend
-from fedsim.pipeline.execute import execute_job
-from fedsim.pipeline.job import Job, JobResult
-from fedsim.pipeline.resources import Grant, ResourcePool
+from fedsim.jobs.execute import execute_job
+from fedsim.jobs.job import Job, JobResult
+from fedsim.jobs.resources import Grant, ResourcePool
 from fedsim.runtimes.select import RuntimePool
 from fedsim.spec import SiteSpec
 

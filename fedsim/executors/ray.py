@@ -2,7 +2,7 @@
 
 This is the only module that imports ``ray``. The pipeline sees the :class:`Executor` seam and nothing else.
 
-- **Lifecycle inside the task.** The remote task calls :func:`fedsim.pipeline.execute.execute_job` — launch,
+- **Lifecycle inside the task.** The remote task calls :func:`fedsim.jobs.execute.execute_job` — launch,
   guards, kill, cleanup all happen on the node, exactly as under the local executor. ``ray.cancel`` is never
   used to stop a job: on the driver's ``stop_event`` the executor raises a flag on a small actor
   (:class:`_StopBoard`); a thread inside the task polls it and sets the task's own ``stop_event``, so
@@ -53,7 +53,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from fedsim.errors import RuntimeUnavailable, SpecError
 from fedsim.executors.base import Executor
-from fedsim.pipeline.job import Job, JobResult, JobStatus
+from fedsim.jobs.job import Job, JobResult, JobStatus
 from fedsim.spec import SiteSpec
 
 log = logging.getLogger("fedsim.executors.ray")
@@ -291,7 +291,7 @@ def _watch_stop(board: Any, token: str, stop: threading.Event, done: threading.E
 
 
 def _run_on_node(job: Job, board: Any, token: str) -> JobResult:
-    from fedsim.pipeline.execute import execute_job
+    from fedsim.jobs.execute import execute_job
 
     sampler = None
     if job.limits.gpus:

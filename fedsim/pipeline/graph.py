@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from fedsim.pipeline.job import Job, JobKind, JobResult, JobStatus
+from fedsim.jobs.job import Job, JobKind, JobResult, JobStatus
 from fedsim.pipeline.plan import SitePlan
 
 DATA_PREP = frozenset({JobKind.PREPARE, JobKind.SANITY_CHECK, JobKind.STATISTICS})

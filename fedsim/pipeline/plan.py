@@ -12,8 +12,8 @@ from pathlib import Path
 
 from fedsim.cube import CubeSpec
 from fedsim.cube.contract import separate_labels, task_paths
-from fedsim.pipeline.factory import GiB, ModelLimits, infer_job
-from fedsim.pipeline.job import Job, JobKind, JobLimits
+from fedsim.jobs.factory import GiB, ModelLimits, infer_job
+from fedsim.jobs.job import Job, JobKind, JobLimits
 from fedsim.spec import BenchmarkSpec, SiteSpec
 from fedsim.spec.models import GENERATED
 from fedsim.store import RunDirectory
@@ -138,6 +138,7 @@ def plan_site(
                 "evaluate",
                 task_paths(cubes.metrics, "evaluate", official, {"parameters_file": metrics_params}),
                 model=model.name,
+                voided_inputs=(d.predictions(model.name),),
             )
         )
     return SitePlan(site, raw_data, tuple(jobs))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from fedsim.pipeline.job import Job, JobKind, JobResult, JobStatus
+from fedsim.jobs.job import Job, JobKind, JobResult, JobStatus
 from fedsim.pipeline.plan import SitePlan
 
 DATA_PREP_KINDS = frozenset({JobKind.PREPARE, JobKind.SANITY_CHECK, JobKind.STATISTICS})

@@ -10,6 +10,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from fedsim.cube import CubeSpec, image_only_cube, load_cube
 from fedsim.errors import RuntimeUnavailable, SpecError, StoreError
 from fedsim.executors.base import Executor
 from fedsim.executors.local import LocalExecutor
-from fedsim.pipeline.job import JobKind, JobResult, JobStatus
+from fedsim.jobs.job import JobKind, JobResult, JobStatus
 from fedsim.pipeline.plan import Cubes, SitePlan, plan
 from fedsim.pipeline.retry import retry_keys
 from fedsim.pipeline.scheduler import EventSink, run_all
@@ -46,7 +47,9 @@ class RunOptions:
     max_sites: int | None = None
     rank: bool = True
     resume: str | None = None  # the id of an interrupted run in runs_dir to continue
-    report: bool = True  # write report.html (plots, tables) at the end
+    # writes the run's report at the end (the CLI passes fedsim.report.html.write_report; presentation sits above
+    # the pipeline, which never imports it); returns the HTML file
+    report_writer: Callable[[Path], Path] | None = None
     allow_unsandboxed: bool = False  # where neither docker nor the local sandbox can run, run submissions plainly
     retry_failed: bool = False  # with resume: rerun the jobs that did not succeed, and their dependants
 
@@ -380,11 +383,9 @@ def _run_locked(
         write_summary(report, started_wall)
     if options.rank and not report.interrupted:
         report.ranking = rank_run(report)
-    if options.report:
-        from fedsim.report.html import write_report
-
+    if options.report_writer is not None:
         try:
-            report.report_html = write_report(run.root).html
+            report.report_html = options.report_writer(run.root)
         except Exception as exc:  # a report problem never turns a finished run into a failure
             log.exception("writing the HTML report failed")
             say(f"warning: the HTML report could not be written ({type(exc).__name__}: {exc}); see the log")

@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from fedsim.executors.base import Executor
+from fedsim.jobs.job import Job, JobResult, JobStatus
 from fedsim.pipeline.graph import DATA_PREP, GraphRun, JobGraph, Node, skipped
-from fedsim.pipeline.job import Job, JobResult, JobStatus
 from fedsim.pipeline.plan import SitePlan
 from fedsim.store.ledger import Ledger
 
@@ -53,9 +53,9 @@ def _run_job(
 ) -> JobResult:
     if penalised:
         # The model's whole output is void: the metrics cube scores every case with the penalty row.
-        pred = dict(job.paths)["predictions"]
-        shutil.rmtree(pred, ignore_errors=True)
-        pred.mkdir(parents=True, exist_ok=True)
+        for path in job.voided_inputs:
+            shutil.rmtree(path, ignore_errors=True)
+            path.mkdir(parents=True, exist_ok=True)
     on_event("started", job, None)
     if ledger is not None:
         ledger.job_started(job.key, job.site, job.name)

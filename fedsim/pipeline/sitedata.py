@@ -8,20 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from fedsim.spec import SiteSpec, SynthesizeSpec
+from fedsim.store.cache import cache_root
 
 DONE_MARKER = ".fedsim-synth.json"
-
-
-def cache_root() -> Path:
-    env = os.environ.get("FEDSIM_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "fedsim"
 
 
 def synth_key(site: str, spec: SynthesizeSpec) -> str:

@@ -14,7 +14,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from fedsim.pipeline.job import Job, JobResult, JobStatus
+from fedsim.jobs.job import Job, JobResult, JobStatus
 
 STYLE = {
     JobStatus.SUCCEEDED: "green",

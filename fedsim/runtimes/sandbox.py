@@ -53,6 +53,7 @@ from pathlib import Path, PurePosixPath
 
 from fedsim.cube import Invocation
 from fedsim.spec.models import DEFAULT_MAX_PIDS
+from fedsim.store.cache import cache_root
 
 BWRAP_ENV = "FEDSIM_BWRAP"  # path of the bwrap binary; "off" turns the sandbox off (as if not installed)
 TMP_BYTES = 1024**3  # /tmp of an untrusted cube, as under docker
@@ -477,14 +478,8 @@ class Probe:
 
 
 def data_cache_dir() -> str:
-    """The synthetic data cache, by the rule of :func:`fedsim.pipeline.sitedata.cache_root` (the runtimes sit
-    below the pipeline and may not import it): ``$FEDSIM_CACHE_DIR``, else ``$XDG_CACHE_HOME`` or ``~/.cache``,
-    then ``fedsim``."""
-    env = os.environ.get("FEDSIM_CACHE_DIR")
-    if env:
-        return os.path.expanduser(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return os.path.join(os.path.expanduser(xdg) if xdg else os.path.expanduser("~/.cache"), "fedsim")
+    """The synthetic data cache (raw cases include their segmentations): never visible in a sandbox."""
+    return str(cache_root())
 
 
 def host_policy(probe_result: Probe, lease: UidLease, inv: Invocation, max_pids: int) -> SandboxPolicy:

@@ -41,6 +41,7 @@ from fedsim.runtimes import select
 from fedsim.runtimes.base import Capabilities, ProcessHandle, Runtime
 from fedsim.runtimes.images import ImageBuilder
 from fedsim.runtimes.process import HostProcess
+from fedsim.store.cache import cache_root
 
 UNTRUSTED_FLAGS = ("-C", "--writable-tmpfs", "--net", "--network=none", "--nv")
 TRUSTED_FLAGS = ("-C", "--cleanenv")
@@ -159,8 +160,6 @@ class SingularityRuntime(Runtime):
     @property
     def cache_dir(self) -> Path:
         if self._cache_dir is None:
-            from fedsim.pipeline.sitedata import cache_root  # lazy: the pipeline imports the runtimes
-
             self._cache_dir = cache_root() / "sif"
         return self._cache_dir
 

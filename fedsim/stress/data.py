@@ -164,7 +164,7 @@ def build_sets(
     on_set: Callable[[CaseSet, bool], None] | None = None,
 ) -> list[CaseSet]:
     """The unshifted set, then every ``(shift, level > 0)`` set; built once, reused from the cache after."""
-    from fedsim.pipeline.sitedata import cache_root
+    from fedsim.store.cache import cache_root
     from fedsim.synth.shifts import SHIFTS
 
     digest = source_digest(source)

@@ -23,8 +23,8 @@ from typing import Any
 from fedsim.cube import CubeSpec
 from fedsim.errors import RuntimeUnavailable, SpecError
 from fedsim.executors.base import Executor
-from fedsim.pipeline.factory import ModelLimits, infer_job
-from fedsim.pipeline.job import Job, JobResult, JobStatus
+from fedsim.jobs.factory import ModelLimits, infer_job
+from fedsim.jobs.job import Job, JobResult, JobStatus
 from fedsim.runtimes.select import Unsandboxed, choose
 from fedsim.spec import BenchmarkSpec
 from fedsim.spec.models import ResourceLimits

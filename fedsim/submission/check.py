@@ -23,7 +23,7 @@ import psutil
 from fedsim.cube import CubeSpec, image_only_cube
 from fedsim.errors import RuntimeUnavailable, SpecError
 from fedsim.executors.base import Executor
-from fedsim.pipeline.job import JobStatus
+from fedsim.jobs.job import JobStatus
 from fedsim.runtimes.select import RuntimePool, docker_available, singularity_binary
 from fedsim.submission import dynamic, image, outputs, static
 from fedsim.submission.options import RUNTIMES, CheckOptions

@@ -17,8 +17,8 @@ import psutil
 
 from fedsim.cube import CubeSpec
 from fedsim.executors.base import Executor
-from fedsim.pipeline.factory import ModelLimits, infer_job
-from fedsim.pipeline.job import Job, JobResult, JobStatus
+from fedsim.jobs.factory import ModelLimits, infer_job
+from fedsim.jobs.job import Job, JobResult, JobStatus
 from fedsim.submission.options import CheckOptions
 from fedsim.submission.report import Check, failed, passed
 

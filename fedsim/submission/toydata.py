@@ -42,7 +42,7 @@ def _cases(data_dir: Path) -> tuple[str, ...]:
 
 def toy_data(cases: int = TOY_CASES, shape: tuple[int, int, int] = TOY_SHAPE, seed: int = TOY_SEED) -> CheckData:
     """Synthesise and prepare ``cases`` toy cases once; later calls (and processes) reuse the cache."""
-    from fedsim.pipeline.sitedata import cache_root
+    from fedsim.store.cache import cache_root
 
     settings = {"cases": cases, "shape": list(shape), "seed": seed, "fedsim": __version__}
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]

@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from fedsim.cube import CubeSpec
 from fedsim.executors.base import Executor
-from fedsim.pipeline.job import Job, JobKind, JobLimits, JobResult, JobStatus
+from fedsim.jobs.job import Job, JobKind, JobLimits, JobResult, JobStatus
 from fedsim.pipeline.plan import SitePlan
 from fedsim.spec import SiteSpec
 
@@ -183,7 +183,16 @@ def fake_plans(
         jobs = [job(k.value, k) for k in (JobKind.PREPARE, JobKind.SANITY_CHECK, JobKind.STATISTICS)]
         limits = JobLimits(timeout_per_case_s=60, gpus=min(model_gpus, s_gpus) if s_gpus else 0)
         jobs += [job(f"infer.{m}", JobKind.INFER, model=m, untrusted=True, limits=limits) for m in names]
-        jobs += [job(f"evaluate.{m}", JobKind.EVALUATE, {"predictions": d / "predictions" / m}, model=m) for m in names]
+        jobs += [
+            job(
+                f"evaluate.{m}",
+                JobKind.EVALUATE,
+                {"predictions": d / "predictions" / m},
+                model=m,
+                voided_inputs=(d / "predictions" / m,),
+            )
+            for m in names
+        ]
         plans.append(SitePlan(spec, d / "raw", tuple(jobs)))
     return plans
 

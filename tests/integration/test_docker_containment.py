@@ -25,8 +25,8 @@ import pytest
 
 from fedsim.cube import Isolation, bind, load_cube
 from fedsim.guard import DeadlineGuard, supervise
-from fedsim.pipeline.execute import execute_job
-from fedsim.pipeline.job import Job, JobKind, JobLimits, JobResult, JobStatus
+from fedsim.jobs.execute import execute_job
+from fedsim.jobs.job import Job, JobKind, JobLimits, JobResult, JobStatus
 from fedsim.runtimes import docker_available
 from fedsim.runtimes.docker import container_user
 from fedsim.runtimes.select import RuntimePool

@@ -3,7 +3,7 @@
 Each fixture cube (``tests/fixtures/cubes/fidelity_*``) succeeds under a plain ``docker run`` as root and must
 fail under fedsim's fidelity mode (what a site's singularity does: read-only image, 64 MiB /tmp, no HOME,
 cwd not the WORKDIR, a non-root user), with a job record that names the cause and the fix in one line.
-The rules of :mod:`fedsim.pipeline.diagnose` are also unit-tested on sample logs, without docker.
+The rules of :mod:`fedsim.jobs.diagnose` are also unit-tested on sample logs, without docker.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import pytest
 
 from fedsim.cube import Isolation, bind, container_mounts, load_cube
 from fedsim.guard import DeadlineGuard, supervise
-from fedsim.pipeline.diagnose import explain_failure
-from fedsim.pipeline.execute import execute_job
-from fedsim.pipeline.job import Job, JobKind, JobLimits, JobStatus
+from fedsim.jobs.diagnose import explain_failure
+from fedsim.jobs.execute import execute_job
+from fedsim.jobs.job import Job, JobKind, JobLimits, JobStatus
 from fedsim.runtimes import docker_available
 from fedsim.runtimes.select import RuntimePool, singularity_binary
 from tests.conftest import FIXTURES, containers_of_run
@@ -205,7 +205,7 @@ def run_plain_docker(client: Any, cube: str, site: Path) -> tuple[int, str, Path
 
 def test_diagnosis_sees_the_end_of_a_log_with_a_long_first_line(tmp_path: Path) -> None:
     """The long '$ docker run' line at the top of a short log must not hide the error from diagnose."""
-    from fedsim.pipeline.execute import _tail_lines
+    from fedsim.jobs.execute import _tail_lines
 
     log = tmp_path / "job.log"
     log.write_text("$ docker run " + "--volume=/x:/y " * 400 + "\nOSError: [Errno 28] No space left on device\n")

@@ -215,7 +215,7 @@ def _build_fixture_images() -> None:
 # One fixture parametrised once: a test-level parametrisation of it would give each test its own whole run.
 @pytest.fixture(scope="module", params=[pytest.param(r, marks=MARKS[r], id=r) for r in RUNTIMES])
 def hostile_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileRun]:
-    from fedsim.pipeline.job import JobKind
+    from fedsim.jobs.job import JobKind
     from fedsim.pipeline.run import RunOptions, run_benchmark
 
     runtime = request.param

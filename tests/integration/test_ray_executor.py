@@ -41,7 +41,7 @@ from fedsim.errors import SpecError  # noqa: E402
 from fedsim.executors import LocalExecutor, executor_class  # noqa: E402
 from fedsim.executors.ray import RayExecutor, gpu_ids_from_ray, match_cluster_auth  # noqa: E402
 from fedsim.guard.nvml import GpuDevice  # noqa: E402
-from fedsim.pipeline.job import JobStatus  # noqa: E402
+from fedsim.jobs.job import JobStatus  # noqa: E402
 from fedsim.pipeline.run import RunOptions, run_benchmark  # noqa: E402
 from tests.conftest import CUBES, FIXTURES, ROOT, small_benchmark  # noqa: E402
 

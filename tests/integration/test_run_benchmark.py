@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from fedsim.pipeline.run import RunOptions, run_benchmark
+from fedsim.report.html import write_report
 from tests.conftest import CUBES, FIXTURES, ROOT, small_benchmark
 
 pytestmark = pytest.mark.e2e
@@ -31,7 +32,11 @@ def test_failing_and_hanging_models_are_recorded_and_penalised(tmp_path: Path) -
         cases=2,
     )
     started = time.monotonic()
-    report = run_benchmark(RunOptions(benchmark=bench, runs_dir=tmp_path / "runs", run_id="r1"))
+    report = run_benchmark(
+        RunOptions(
+            benchmark=bench, runs_dir=tmp_path / "runs", run_id="r1", report_writer=lambda d: write_report(d).html
+        )
+    )
     elapsed = time.monotonic() - started
     run = report.run.root
     summary = json.loads((run / "summary.json").read_text())

@@ -1,4 +1,4 @@
-"""Each diagnosis rule fires on the evidence it claims, and only on it (fedsim.pipeline.diagnose).
+"""Each diagnosis rule fires on the evidence it claims, and only on it (fedsim.jobs.diagnose).
 
 A row is (log, phrases the hint must contain) — or None where no rule may claim the log — plus phrases the
 hint must not contain. Logs are real messages of Python, coreutils, dash/bash and the dynamic loader.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from fedsim.cube import Isolation
-from fedsim.pipeline.diagnose import EACCES, ENOENT, EXEC, READ, WRITE, explain_failure, file_errors
+from fedsim.jobs.diagnose import EACCES, ENOENT, EXEC, READ, WRITE, explain_failure, file_errors
 
 FIDELITY = Isolation(untrusted=True, singularity_fidelity=True)
 WORKDIR = "relies on the image's WORKDIR"

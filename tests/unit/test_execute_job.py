@@ -6,8 +6,8 @@ import threading
 from pathlib import Path
 
 from fedsim.cube import load_cube
-from fedsim.pipeline.execute import execute_job
-from fedsim.pipeline.job import Job, JobKind, JobLimits, JobStatus
+from fedsim.jobs.execute import execute_job
+from fedsim.jobs.job import Job, JobKind, JobLimits, JobStatus
 from fedsim.runtimes.select import RuntimePool
 from fedsim.testing import FakeRuntime, Script
 from tests.conftest import CUBES

@@ -14,8 +14,8 @@ from fedsim.errors import SpecError
 from fedsim.guard import DeadlineGuard, supervise
 from fedsim.guard.gpu import GpuMemoryGuard, GpuSampler
 from fedsim.guard.nvml import GpuProcess
-from fedsim.pipeline.job import Job, JobKind, JobLimits
-from fedsim.pipeline.resources import ResourcePool
+from fedsim.jobs.job import Job, JobKind, JobLimits
+from fedsim.jobs.resources import ResourcePool
 from fedsim.runtimes.process import HostProcess
 from fedsim.testing import FakeNvml
 

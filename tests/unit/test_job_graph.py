@@ -11,8 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from fedsim.executors import LocalExecutor
+from fedsim.jobs.job import JobResult, JobStatus
 from fedsim.pipeline.graph import JobGraph
-from fedsim.pipeline.job import JobResult, JobStatus
 from fedsim.pipeline.run import earlier_durations
 from fedsim.pipeline.scheduler import capacity, run_all
 from fedsim.spec.models import HardwareProfile

@@ -173,8 +173,8 @@ def test_strip_ansi_keeps_text_and_drops_escapes() -> None:
 def test_execute_job_reports_the_telling_line(tmp_path: Path) -> None:
     """The wiring: a failed job's record carries the box's text, not its bottom rule."""
     from fedsim.cube import load_cube
-    from fedsim.pipeline.execute import execute_job
-    from fedsim.pipeline.job import Job, JobKind, JobLimits, JobStatus
+    from fedsim.jobs.execute import execute_job
+    from fedsim.jobs.job import Job, JobKind, JobLimits, JobStatus
     from fedsim.runtimes.select import RuntimePool
     from tests.conftest import write_yaml
 

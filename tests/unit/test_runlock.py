@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import pytest
 
 from fedsim.errors import BadRunId, RunExists, RunInUse, StoreError
-from fedsim.pipeline.job import JobKind, JobResult, JobStatus
+from fedsim.jobs.job import JobKind, JobResult, JobStatus
 from fedsim.pipeline.retry import retry_keys
 from fedsim.pipeline.run import summary_segments
 from fedsim.store.ledger import Ledger

@@ -349,7 +349,7 @@ def test_uid_range_must_exist_in_our_user_namespace(tmp_path: Path) -> None:
 
 
 def test_the_hidden_cache_is_the_pipelines(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from fedsim.pipeline.sitedata import cache_root
+    from fedsim.store.cache import cache_root
 
     for env in ({"FEDSIM_CACHE_DIR": str(tmp_path / "c")}, {"XDG_CACHE_HOME": str(tmp_path / "x")}, {}):
         monkeypatch.delenv("FEDSIM_CACHE_DIR", raising=False)

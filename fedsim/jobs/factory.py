@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fedsim.cube import CubeSpec
 from fedsim.cube.contract import task_paths
-from fedsim.pipeline.job import Job, JobKind, JobLimits
+from fedsim.jobs.job import Job, JobKind, JobLimits
 
 GiB = 1024**3
 

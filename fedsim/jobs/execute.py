@@ -18,8 +18,8 @@ from fedsim.errors import FedsimError
 from fedsim.guard import DeadlineGuard, Guard, RamGuard, supervise
 from fedsim.guard.disk import OutputSizeGuard
 from fedsim.guard.gpu import GpuMemoryGuard, GpuSampler
-from fedsim.pipeline.diagnose import explain_failure
-from fedsim.pipeline.job import Job, JobResult, JobStatus
+from fedsim.jobs.diagnose import explain_failure
+from fedsim.jobs.job import Job, JobResult, JobStatus
 from fedsim.runtimes.orphans import TOKEN_VAR, job_token
 from fedsim.runtimes.select import RuntimePool, choose
 from fedsim.spec.models import DEFAULT_MAX_PIDS

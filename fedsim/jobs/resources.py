@@ -18,7 +18,7 @@ import psutil
 
 from fedsim.errors import SpecError
 from fedsim.guard.nvml import GpuDevice
-from fedsim.pipeline.job import Job
+from fedsim.jobs.job import Job
 
 log = logging.getLogger("fedsim.pipeline")
 

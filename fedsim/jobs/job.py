@@ -72,6 +72,9 @@ class Job:
     untrusted: bool = False
     cases_dir: Path | None = None
     clean_outputs: tuple[Path, ...] = ()
+    # emptied before this job runs when the job it depends on failed (a failed model's predictions: the metrics
+    # cube then scores every case with the penalty row); the scheduler needs no cube's parameter names
+    voided_inputs: tuple[Path, ...] = ()
     base_image: str | None = None
     gpu_ids: tuple[str, ...] = ()  # assigned by the executor when the job starts
     run_id: str = ""
