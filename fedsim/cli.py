@@ -12,27 +12,95 @@ from rich.markup import escape
 from rich.table import Table
 
 from fedsim import __version__
+from fedsim.bundled import BENCHMARK as BUNDLED_BENCHMARK
+from fedsim.bundled import SITES as BUNDLED_SITES
 from fedsim.errors import FedsimError
+from fedsim.report.jsonout import emit_json, json_on_stdout
 
+EXIT_CODES = (
+    "Exit codes: 0 the command did its work (a run completed, even if some models failed: that is a result; a "
+    "check passed) · 1 an error fedsim could not get past, a run that produced no result at all (every site's "
+    "data prep failed), or a check that FAILed · 2 a configuration file, option or run id is wrong (one line "
+    "naming the file, the field and the fix) · 130 interrupted (Ctrl-C; finished work stays on disk)."
+)
 app = typer.Typer(
     help="Simulate a FeTS-style federated evaluation of segmentation containers.",
+    epilog=EXIT_CODES,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # subcommands inherit it
 )
 run_app = typer.Typer(help="Run a benchmark over simulated sites.", no_args_is_help=True)
 sites_app = typer.Typer(help="Inspect and synthesise simulated institutions.", no_args_is_help=True)
 app.add_typer(run_app, name="run")
 app.add_typer(sites_app, name="sites")
 
+
+def _clean_help_types() -> None:
+    """Plain metavars in every command's help: typer 0.2x prints a Python type beside each option (``<bool>``
+    for flags, ``<list[Path]>`` for repeatable ones); show nothing for a flag and ``PATH``, ``TEXT``, ``N``,
+    ``NUMBER`` (or the option's own metavar) for a value. Leaves any other typer as it is."""
+    import re
+
+    try:
+        from typer.core import TyperArgument, TyperOption
+    except ImportError:
+        return
+    names = {"path": "PATH", "str": "TEXT", "int": "N", "float": "NUMBER", "bool": "", "file": "FILE"}
+
+    def clean(original: object) -> object:
+        def display(self: object, ctx: object) -> str | None:
+            if getattr(self, "is_flag", False):
+                return None
+            shown = original(self, ctx)  # type: ignore[operator]
+            if not isinstance(shown, str):
+                return shown
+            match = re.fullmatch(r"<(?:list\[)?([A-Za-z]+)(?: range)?\]?>(\.\.\.)?", shown)
+            if match is None:
+                return shown
+            return names.get(match.group(1).lower(), match.group(1).upper()) + (match.group(2) or "")
+
+        return display
+
+    for cls in (TyperOption, TyperArgument):
+        original = getattr(cls, "display_type_rich", None)
+        if original is not None and not getattr(original, "_fedsim", False):
+            patched = clean(original)
+            patched._fedsim = True  # type: ignore[attr-defined]
+            cls.display_type_rich = patched  # type: ignore[method-assign]
+
+
+_clean_help_types()
+
 # Off a terminal (CI logs, pipes) rich would assume 80 columns and squeeze the tables.
 out = Console(width=None if sys.stdout.isatty() else 150)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
 
-DEFAULT_BENCHMARK = Path("benchmarks/fets2022-task2")
+DEFAULT_BENCHMARK = BUNDLED_BENCHMARK  # package data: works from any directory after `pip install`
 RuntimeOpt = Annotated[
     str | None,
     typer.Option("--runtime", help="override every site's runtime: auto, local, docker or singularity"),
+]
+JobsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--jobs",
+        "-j",
+        min=1,
+        metavar="N",
+        help="jobs running at once over all sites (default: the executor's capacity: CPU slots here, the "
+        "cluster's CPUs on Ray); each site also runs at most its hardware.slots",
+    ),
+]
+GpusOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--gpus",
+        metavar="LIST",
+        help="the GPUs jobs may use, e.g. 0,1 (NVML indices or UUIDs; 'none' for none); default: "
+        "CUDA_VISIBLE_DEVICES, else every GPU",
+    ),
 ]
 AllowUnsandboxedOpt = Annotated[
     bool,
@@ -42,6 +110,41 @@ AllowUnsandboxedOpt = Annotated[
         "(no containment: for your own cubes only)",
     ),
 ]
+
+
+def _select_gpus(spec: str | None) -> None:
+    """``--gpus``: every local executor of this process then places and guards jobs on those GPUs only."""
+    from fedsim.guard.nvml import select_gpus
+
+    select_gpus(spec)  # a SpecError (exit 2) names an unknown GPU
+
+
+def _summary_json(report: object, exit_code: int) -> dict[str, object]:
+    """``run benchmark --json``: summary.json as written, with where the files are, the ranking and the exit code."""
+    import json
+
+    run = report.run  # type: ignore[attr-defined]
+    try:
+        summary = json.loads(run.summary.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        summary = {"run_id": run.run_id}
+    ranking = report.ranking  # type: ignore[attr-defined]
+    html = report.report_html  # type: ignore[attr-defined]
+    summary.update(
+        run_dir=str(run.root),
+        report_html=str(html) if html is not None else None,
+        exit_code=exit_code,
+        ranking=None
+        if ranking is None
+        else {
+            "method": ranking.method,
+            "models": [
+                {"model": a, "rank": ranking.final_rank[a], "score": ranking.final_score[a]}
+                for a in sorted(ranking.algorithms, key=lambda a: (ranking.final_rank[a], a))
+            ],
+        },
+    )
+    return summary
 
 
 def _version(value: bool) -> None:
@@ -59,9 +162,15 @@ def _main(
     """fedsim: will your container survive the federation?"""
 
 
-@run_app.command("benchmark")
+@run_app.command("benchmark", epilog=EXIT_CODES)
+@json_on_stdout("json_summary")
 def run_benchmark_cmd(
-    benchmark: Annotated[Path, typer.Argument(help="benchmark directory or benchmark.yaml")] = DEFAULT_BENCHMARK,
+    benchmark: Annotated[
+        Path,
+        typer.Argument(
+            help="benchmark directory or benchmark.yaml; default: the bundled fets2022-task2", show_default=False
+        ),
+    ] = DEFAULT_BENCHMARK,
     sites: Annotated[
         list[Path] | None,
         typer.Option("--sites", help="site file or directory (repeatable); default: the benchmark's"),
@@ -70,14 +179,12 @@ def run_benchmark_cmd(
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="where run directories are created")] = Path("runs"),
     run_id: Annotated[str | None, typer.Option("--run-id", help="name of the run directory")] = None,
     model: Annotated[list[str] | None, typer.Option("--model", help="only run these models (repeatable)")] = None,
-    max_sites: Annotated[
-        int | None,
-        typer.Option(
-            "--max-sites",
-            help="jobs running at once over all sites (default: the executor's capacity: CPU slots here, the "
-            "cluster's CPUs on Ray); each site also runs at most its hardware.slots",
-        ),
-    ] = None,
+    jobs: JobsOpt = None,
+    max_sites: Annotated[int | None, typer.Option("--max-sites", min=1, hidden=True, help="old name of --jobs")] = None,
+    gpus: GpusOpt = None,
+    json_summary: Annotated[
+        bool, typer.Option("--json", help="print the run's summary as JSON on stdout (everything else on stderr)")
+    ] = False,
     executor_name: Annotated[
         str, typer.Option("--executor", help="where jobs run: local (this machine) or ray (a Ray cluster)")
     ] = "local",
@@ -110,7 +217,7 @@ def run_benchmark_cmd(
         resume_options,
         run_benchmark,
     )
-    from fedsim.report.console import RunProgress, final_table, ranking_table, stop_on_interrupt
+    from fedsim.report.console import RunProgress, final_table, model_warnings, ranking_table, stop_on_interrupt
 
     if runtime is not None and runtime not in {"auto", "local", "docker", "singularity"}:
         raise typer.BadParameter("choose auto, local, docker or singularity", param_hint="--runtime")
@@ -118,6 +225,11 @@ def run_benchmark_cmd(
         raise typer.BadParameter("choose local or ray", param_hint="--executor")
     if retry_failed and not resume:
         raise typer.BadParameter("only together with --resume RUN_ID", param_hint="--retry-failed")
+    if gpus is not None and executor_name == "ray":
+        raise typer.BadParameter(
+            "Ray places jobs on its nodes' GPUs; --gpus is for --executor local", param_hint="--gpus"
+        )
+    _select_gpus(gpus)
     options = RunOptions(
         benchmark=benchmark,
         sites=tuple(sites or ()),
@@ -125,7 +237,7 @@ def run_benchmark_cmd(
         runs_dir=runs_dir,
         run_id=run_id,
         models=tuple(model or ()),
-        max_sites=max_sites,
+        max_sites=jobs or max_sites,
         resume=resume,
         allow_unsandboxed=allow_unsandboxed,
         retry_failed=retry_failed,
@@ -150,15 +262,22 @@ def run_benchmark_cmd(
             on_message=lambda msg: out.print(msg, markup=False, highlight=False),
             executor=executor,
             stop_event=stop,
+            on_plan=progress.plan,
+            on_build=progress.build,
         )
     out.print(final_table(report))
     if report.ranking is not None:
         out.print(ranking_table(report.ranking))
     failed = [r for rs in report.results.values() for r in rs if not r.status.finished_ok]
+    from fedsim.pipeline.sanity import sanity_problems
+
+    problems = sanity_problems(report.run, failed)  # with the site's own case names, as its operator sees them
     for r in failed:
         out.print(
             f"[yellow]{r.site}/{r.name}[/]: {r.status.value} — {escape(r.reason)}", highlight=False, soft_wrap=True
         )
+        for problem in problems.get(r.site, []) if r.kind == "sanity_check" else []:
+            out.print(f"  {r.site}: {problem}", markup=False, highlight=False, soft_wrap=True)
     plain = [r for rs in report.results.values() for r in rs if r.kind == "infer" and r.containment == "none"]
     if plain:
         out.print(
@@ -166,9 +285,18 @@ def run_benchmark_cmd(
             "(--allow-unsandboxed); summary.json and the report record each job's containment",
             highlight=False,
         )
+    from fedsim.report.progress_view import build_summary_line
+
+    if (images := build_summary_line(report.builds)) is not None:
+        out.print(images, markup=False, highlight=False)
     out.print(f"results: {report.run.root}  ({report.duration_s:.1f}s)")
     if report.report_html is not None:
         out.print(f"report: {report.report_html}")
+    for line in model_warnings(report.results):  # last: a flagged model must not pass for a valid one
+        out.print(f"[yellow]{escape(line)}[/]", highlight=False, soft_wrap=True)
+    no_result = not report.interrupted and not any(report.site_metrics.values())
+    if json_summary:
+        emit_json(_summary_json(report, 130 if report.interrupted else 1 if no_result else 0))
     if report.interrupted:
         err.print(
             f"run interrupted; finished work is kept in {report.run.root}. Resume with: "
@@ -176,17 +304,26 @@ def run_benchmark_cmd(
             soft_wrap=True,
         )
         raise typer.Exit(130)
+    if no_result:  # every site's data prep failed (or no job scored a case): nothing to rank, not a result
+        err.print(
+            f"error: the run produced no result: no site scored any case (see the failures above and "
+            f"{report.run.root}/summary.json)",
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
 
 
 @sites_app.command("list")
 def sites_list(
-    sites: Annotated[list[Path] | None, typer.Argument(help="site files or directories")] = None,
+    sites: Annotated[
+        list[Path] | None, typer.Argument(help="site files or directories; default: the bundled sites")
+    ] = None,
 ) -> None:
     """Show the simulated institutions: data, runtime and hardware."""
     from fedsim.pipeline.sitedata import needs_synthesis, site_data_dir
     from fedsim.spec import load_sites
 
-    specs = load_sites(list(sites or [Path("sites")]))
+    specs = load_sites(list(sites or [BUNDLED_SITES]))
     table = Table()
     for col in ("site", "runtime", "GPUs", "GPU mem", "RAM", "CPUs", "data", "shift"):
         table.add_column(col)
@@ -213,7 +350,9 @@ def sites_list(
 
 @sites_app.command("synthesize")
 def sites_synthesize(
-    sites: Annotated[list[Path] | None, typer.Argument(help="site files or directories")] = None,
+    sites: Annotated[
+        list[Path] | None, typer.Argument(help="site files or directories; default: the bundled sites")
+    ] = None,
     out_dir: Annotated[
         Path | None,
         typer.Option("--out", help="write raw cases here (one folder per site) instead of the cache"),
@@ -225,7 +364,7 @@ def sites_synthesize(
     from fedsim.spec import load_sites
     from fedsim.spec.models import SiteDataSpec
 
-    for s in load_sites(list(sites or [Path("sites")])):
+    for s in load_sites(list(sites or [BUNDLED_SITES])):
         if s.data.synthesize is None:
             out.print(f"{s.name}: real data at {s.data.path}, nothing to synthesise")
             continue
@@ -262,10 +401,11 @@ def rank_cmd(
 # --- feature commands ---
 def _register_features() -> None:
     from fedsim.report.cli import register as register_report
+    from fedsim.report.runs_cli import register as register_runs
     from fedsim.stress.cli import register as register_stress
     from fedsim.submission.cli import register as register_submission
 
-    for register in (register_submission, register_report, register_stress):
+    for register in (register_submission, register_report, register_stress, register_runs):
         register(app)
 
 

@@ -48,7 +48,7 @@ mkdir -p "$ctx/wheels"
 "$py" -m pip download -q -d "$ctx/wheels" --only-binary=:all: --python-version 3.11 --implementation cp \
   --abi cp311 "${plat[@]}" -c "$ctx/debian-constraints.txt" $(wheel_deps) $EXTRA
 printf '%s\n' fedsim $EXTRA > "$ctx/wheels/requirements.txt"  # by name: Debian's numpy/scipy stay in place
-cp -r "$root/benchmarks" "$root/sites" "$ctx/"
+cp -r "$root/fedsim/bundled/benchmarks" "$root/fedsim/bundled/sites" "$ctx/"  # (the top-level ones are symlinks)
 find "$ctx/benchmarks" -name __pycache__ -prune -exec rm -rf {} +
 docker build -q -f "$root/Dockerfile.orchestrator" -t "$tag" "$@" "$ctx" >/dev/null
 echo "$tag"

@@ -77,11 +77,13 @@ def small_benchmark(
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Docker tests skip on a machine without an engine, sandbox tests on one where bubblewrap cannot run —
-    except in CI (``FEDSIM_REQUIRE_DOCKER=1``, ``FEDSIM_REQUIRE_SANDBOX=1``), where that is a failure."""
+    """Docker tests skip on a machine without an engine, sandbox tests on one where bubblewrap cannot run,
+    browser tests without a Chromium — except in CI (``FEDSIM_REQUIRE_DOCKER=1``, ``FEDSIM_REQUIRE_SANDBOX=1``,
+    ``FEDSIM_REQUIRE_BROWSER=1``), where that is a failure."""
     _skip_not_applicable(items)
     _skip_unless(items, "docker", _docker_missing, "FEDSIM_REQUIRE_DOCKER", "no Docker engine answers")
     _skip_unless(items, "sandbox", _sandbox_missing, "FEDSIM_REQUIRE_SANDBOX", "the bubblewrap sandbox cannot run")
+    _skip_unless(items, "browser", _browser_missing, "FEDSIM_REQUIRE_BROWSER", "no headless Chromium")
 
 
 def _skip_not_applicable(items: list[pytest.Item]) -> None:
@@ -107,6 +109,21 @@ def _sandbox_missing() -> str | None:
 
     found = probe()
     return None if found.ok else found.reason
+
+
+def browser() -> str | None:
+    """A Chromium (or Chrome) binary for headless screenshots of the report, or None."""
+    import shutil
+
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def _browser_missing() -> str | None:
+    return None if browser() else "no chromium binary on PATH (apt-get install chromium)"
 
 
 def _skip_unless(items: list[pytest.Item], marker: str, missing: Any, require: str, what: str) -> None:

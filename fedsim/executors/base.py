@@ -11,15 +11,25 @@ import threading
 from types import TracebackType
 
 from fedsim.jobs.job import Job, JobResult
+from fedsim.runtimes.base import BuildProgress, Prepared
 from fedsim.spec import SiteSpec
 
 
 class Executor(abc.ABC):
     name = "abstract"
+    # whether :meth:`prepare` builds images where the jobs will run, so that the pipeline builds them all before
+    # the first job starts; False where each node prepares inside its jobs (Ray)
+    builds_ahead = False
 
     @abc.abstractmethod
     def run(self, job: Job, stop_event: threading.Event | None = None) -> JobResult:
         """Run one job to its end (blocking) and return its record; job failures are records, not raises."""
+
+    def prepare(self, job: Job, progress: BuildProgress | None = None) -> Prepared | None:
+        """Build, pull or convert what ``job``'s cube needs on the runtime the job will get, ahead of the jobs
+        (the pipeline's build phase, when :attr:`builds_ahead`); raises what the runtime raises. None: nothing
+        to prepare."""
+        return None
 
     def check_sites(self, sites: list[SiteSpec]) -> None:  # noqa: B027 - optional hook
         """Refuse, before anything runs, site profiles the executor's machines cannot honour."""

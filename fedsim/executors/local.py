@@ -13,10 +13,11 @@ import threading
 
 from fedsim.executors.base import Executor
 from fedsim.guard.gpu import GpuSampler
-from fedsim.guard.nvml import NvmlBackend, default_backend
-from fedsim.jobs.execute import execute_job
+from fedsim.guard.nvml import NvmlBackend, local_backend
+from fedsim.jobs.execute import execute_job, job_runtime
 from fedsim.jobs.job import Job, JobResult
 from fedsim.jobs.resources import Grant, ResourcePool
+from fedsim.runtimes.base import BuildProgress, Prepared
 from fedsim.runtimes.select import RuntimePool
 from fedsim.spec import SiteSpec
 
@@ -25,6 +26,7 @@ _AUTO = object()
 
 class LocalExecutor(Executor):
     name = "local"
+    builds_ahead = True
 
     def __init__(
         self,
@@ -36,7 +38,7 @@ class LocalExecutor(Executor):
         cpus: int | None = None,
     ) -> None:
         self.runtimes = RuntimePool()
-        backend = default_backend() if nvml is _AUTO else nvml
+        backend = local_backend() if nvml is _AUTO else nvml  # --gpus, else CUDA_VISIBLE_DEVICES, else all
         self.nvml: NvmlBackend | None = backend  # type: ignore[assignment]
         self.sampler = GpuSampler(self.nvml, hz=sampler_hz) if self.nvml is not None else None
         self.resources = ResourcePool(self.nvml.devices() if self.nvml else [], cpus=cpus)
@@ -48,6 +50,10 @@ class LocalExecutor(Executor):
 
     def slots(self) -> int:
         return self.max_jobs
+
+    def prepare(self, job: Job, progress: BuildProgress | None = None) -> Prepared | None:
+        runtime = self.runtimes.get(job_runtime(job).instance)  # the instance execute_job uses: its cache counts
+        return runtime.prepare(job.cube, job.base_image, progress=progress)
 
     def admit(self, job: Job) -> bool:
         grant = self.resources.try_acquire(job)

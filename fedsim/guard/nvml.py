@@ -136,6 +136,106 @@ def default_backend() -> NvmlBackend | None:
         return _default
 
 
+# --- which GPUs this fedsim may use: --gpus, else CUDA_VISIBLE_DEVICES ----------------------------------------
+
+_requested: str | None = None  # --gpus as the command line gave it (None: not given)
+_NO_GPU = {"", "none", "-1"}
+
+
+class SelectedGpus(NvmlBackend):
+    """A backend limited to some of its devices: the ones jobs are placed on, guarded and sampled."""
+
+    def __init__(self, inner: NvmlBackend, devices: list[GpuDevice]) -> None:
+        self.inner = inner
+        self._devices = list(devices)
+
+    def devices(self) -> list[GpuDevice]:
+        return list(self._devices)
+
+    def processes(self, uuid: str) -> list[GpuProcess]:
+        return self.inner.processes(uuid)
+
+    def used_bytes(self, uuid: str) -> int:
+        return self.inner.used_bytes(uuid)
+
+
+def visible_devices(devices: list[GpuDevice], spec: str, *, strict: bool = True) -> list[GpuDevice]:
+    """The devices a ``--gpus``/``CUDA_VISIBLE_DEVICES`` value names, in its order: NVML indices (``0,1``; a GPU in
+    MIG mode stands for all its instances), or UUIDs and unique UUID prefixes (``GPU-8f3a``, ``MIG-...``). An
+    empty value, ``none`` or ``-1`` names no GPU. ``strict`` (``--gpus``): an unknown entry is a ``ValueError``;
+    otherwise (the environment variable) CUDA's rule applies: the list ends at the first unknown entry."""
+    items = [x.strip() for x in spec.split(",")]
+    if spec.strip().lower() in _NO_GPU:
+        return []
+    chosen: list[GpuDevice] = []
+    for item in items:
+        if item.isdigit():
+            found = [d for d in devices if d.index == int(item)]
+        else:
+            found = [d for d in devices if item and d.uuid.startswith(item)]
+            if len({d.uuid for d in found}) > 1 and not any(d.uuid == item for d in found):
+                if strict:
+                    raise ValueError(f"{item!r} matches {len(found)} GPUs; give more of the UUID")
+                break
+            found = [d for d in found if d.uuid == item] or found
+        if not found:
+            if strict:
+                known = ", ".join(f"{d.index} ({d.uuid})" for d in devices) or "none"
+                raise ValueError(f"no GPU {item!r} here; NVML sees: {known}")
+            break
+        chosen += [d for d in found if d not in chosen]
+    return chosen
+
+
+def select_gpus(spec: str | None) -> list[GpuDevice] | None:
+    """Record ``--gpus`` for this process (every local executor made afterwards uses only those GPUs) and check
+    it against NVML now; returns the chosen devices (None: not given). A :class:`SpecError` (exit 2) names what
+    is wrong. Without it, ``CUDA_VISIBLE_DEVICES`` chooses, as for any CUDA program."""
+    global _requested, _cpu_only_said
+    from fedsim.errors import SpecError
+
+    if spec is None:
+        _requested = None
+        return None
+    wants_some = spec.strip().lower() not in _NO_GPU
+    said, _cpu_only_said = _cpu_only_said, _cpu_only_said or wants_some  # the error below says it instead
+    backend = default_backend()
+    if backend is None and wants_some:
+        raise SpecError(f"--gpus {spec}: NVML sees no GPU on this machine (no NVIDIA driver); leave --gpus out")
+    _cpu_only_said = said
+    try:
+        chosen = visible_devices(backend.devices() if backend is not None else [], spec)
+    except ValueError as exc:
+        raise SpecError(f"--gpus {spec}: {exc}") from None
+    _requested = spec
+    return chosen
+
+
+def local_backend() -> NvmlBackend | None:
+    """What a local executor places and guards jobs on: the machine's NVML limited to ``--gpus``, else to
+    ``CUDA_VISIBLE_DEVICES`` when set, else every GPU. (Ray's workers keep :func:`default_backend`: Ray sets
+    their ``CUDA_VISIBLE_DEVICES`` per task.)"""
+    import os
+
+    backend = default_backend()
+    if backend is None:
+        return None
+    spec, strict = _requested, True
+    if spec is None:
+        spec, strict = os.environ.get("CUDA_VISIBLE_DEVICES"), False
+    if spec is None:
+        return backend
+    try:
+        chosen = visible_devices(backend.devices(), spec, strict=strict)
+    except ValueError:  # checked by select_gpus already; a device that vanished since
+        chosen = []
+    named = [x for x in spec.split(",") if x.strip()] if spec.strip().lower() not in _NO_GPU else []
+    if not strict and len({d.index for d in chosen}) < len(named):
+        using = ",".join(str(d.index) for d in chosen) or "no GPU"
+        log.warning("CUDA_VISIBLE_DEVICES=%s: using %s (as CUDA does, the list ends at an unknown entry)", spec, using)
+    return SelectedGpus(backend, chosen)
+
+
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 

@@ -19,9 +19,9 @@ from fedsim.guard import DeadlineGuard, Guard, RamGuard, supervise
 from fedsim.guard.disk import OutputSizeGuard
 from fedsim.guard.gpu import GpuMemoryGuard, GpuSampler
 from fedsim.jobs.diagnose import explain_failure
-from fedsim.jobs.job import Job, JobResult, JobStatus
+from fedsim.jobs.job import Job, JobKind, JobResult, JobStatus
 from fedsim.runtimes.orphans import TOKEN_VAR, job_token
-from fedsim.runtimes.select import RuntimePool, choose
+from fedsim.runtimes.select import Choice, RuntimePool, choose
 from fedsim.spec.models import DEFAULT_MAX_PIDS
 from fedsim.store.reason import reason_from_log
 from fedsim.store.tail import read_end
@@ -68,6 +68,28 @@ def _tail_lines(path: Path, lines: int) -> list[str]:
     return kept[-lines:]
 
 
+def validate_outputs(job: Job) -> dict[str, list[str]]:
+    """``case -> problems`` of a succeeded ``infer``'s predictions: check-submission's validator over every
+    case of ``cases_dir``. A validator error is logged to the job's log and never fails the job."""
+    output = job.overrides().get("output_path")
+    if job.cases_dir is None or output is None or not job.cases_dir.is_dir():
+        return {}
+    try:
+        from fedsim.metrics.predictions import case_problems
+
+        cases = sorted(p.name for p in job.cases_dir.iterdir() if p.is_dir())
+        return case_problems(output, job.cases_dir, cases)
+    except Exception:  # a bug in the validator must not turn a finished job into a failure
+        with contextlib.suppress(OSError), open(job.log_path, "a", encoding="utf-8") as fh:
+            fh.write("fedsim: validating the predictions failed:\n" + traceback.format_exc())
+        return {}
+
+
+def job_runtime(job: Job) -> Choice:
+    """The runtime ``job`` runs on (raises :class:`fedsim.errors.RuntimeUnavailable` when none can run it)."""
+    return choose(job.runtime, job.cube, sandbox=job.untrusted or job.sandbox, allow_unsandboxed=job.allow_unsandboxed)
+
+
 def execute_job(
     job: Job,
     runtimes: RuntimePool,
@@ -80,9 +102,7 @@ def execute_job(
     try:
         for path in job.clean_outputs:
             _clean(path)
-        choice = choose(
-            job.runtime, job.cube, sandbox=job.untrusted or job.sandbox, allow_unsandboxed=job.allow_unsandboxed
-        )
+        choice = job_runtime(job)
         name = choice.runtime
         result.runtime = name
         runtime = runtimes.get(choice.instance)
@@ -126,6 +146,7 @@ def execute_job(
         result.duration_s = time.monotonic() - started
         return result
 
+    result.limits = job.limits.effective(num_cases, inv.gpu_ids)  # what the guards below and the runtime enforce
     guards: list[Guard] = [DeadlineGuard(job.limits.deadline_s(num_cases))]
     # RAM sampling for every runtime: it records the peak, and under docker (the container's cgroup) it stops
     # a job pinned at its limit instead of leaving it thrashing for seconds before the OOM killer acts.
@@ -151,6 +172,8 @@ def execute_job(
     elif outcome.exit_code == 0:
         result.status = JobStatus.SUCCEEDED
         _flush_outputs(inv)
+        if job.kind is JobKind.INFER:
+            result.output_problems = validate_outputs(job)  # after the clock: not part of the job's time
     else:
         result.status = JobStatus.FAILED
         tail = _tail_lines(job.log_path, 40)  # read once: the telling line for the reason, all for the diagnosis

@@ -53,6 +53,18 @@ class JobLimits:
             return max(1, num_cases) * self.timeout_per_case_s
         return self.timeout_s if self.timeout_s is not None else 3600.0
 
+    def effective(self, num_cases: int, gpu_ids: tuple[str, ...] | list[str]) -> dict[str, Any]:
+        """What a job got, for its record (``JobResult.limits``): RAM, GPU memory (only with a GPU), wall clock,
+        GPUs, CPUs, processes."""
+        return {
+            "ram_bytes": self.ram_bytes,
+            "gpu_memory_bytes": self.gpu_memory_bytes if gpu_ids else None,
+            "timeout_s": self.deadline_s(num_cases),
+            "gpus": len(gpu_ids),
+            "cpus": self.cpus,
+            "max_pids": self.max_pids,
+        }
+
 
 @dataclass(frozen=True)
 class Job:
@@ -109,6 +121,11 @@ class JobResult:
     log: str | None = None
     node: str | None = None  # the Ray node that ran the job (None under the local executor)
     containment: str | None = None  # how the job was held: docker, singularity, bwrap or none
+    # the limits the job ran under, after the site and the machine narrowed the benchmark's (JobLimits.effective)
+    limits: dict[str, Any] | None = None
+    # a succeeded infer whose predictions the federation would reject: case -> problems (fedsim.metrics.predictions);
+    # the scores stay what the metrics cube computes, this only flags them
+    output_problems: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -124,4 +141,6 @@ class JobResult:
         known = {f for f in cls.__dataclass_fields__}
         values = {k: v for k, v in data.items() if k in known}
         values["status"] = JobStatus(values["status"])
+        problems = values.get("output_problems") or {}
+        values["output_problems"] = {str(c): [str(p) for p in ps] for c, ps in problems.items()}
         return cls(**values)

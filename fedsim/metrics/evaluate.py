@@ -17,6 +17,7 @@ from fedsim.errors import SpecError
 from fedsim.metrics.brats import case_metrics
 from fedsim.metrics.lesionwise import lesionwise_metrics
 from fedsim.metrics.nifti import UnreadableVolume, load_label
+from fedsim.metrics.predictions import label_problem
 
 LABEL_SUFFIX = "_final_seg.nii.gz"
 PRED_SUFFIX = ".nii.gz"
@@ -49,39 +50,64 @@ def list_cases(labels_dir: Path) -> list[str]:
 
 
 def evaluate_case(
-    pred_path: Path, label_path: Path, metric_set: str = "brats2021", params: Mapping[str, Any] | None = None
+    pred_path: Path,
+    label_path: Path,
+    metric_set: str = "brats2021",
+    params: Mapping[str, Any] | None = None,
+    problems: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Metrics of one case; the prediction is scored as missing when it cannot be used."""
+    """Metrics of one case; the prediction is scored as missing when it cannot be used.
+
+    ``problems``, when given, receives why the prediction is not a valid one (missing, unreadable, misaligned,
+    or not labels in {0, 1, 2, 4}: those are scored as they are, voxels of other values matching no region).
+    """
     compute = _metric_set(metric_set).compute
     try:
         truth, geometry = load_label(label_path)
     except UnreadableVolume as exc:
         raise SpecError(str(exc), file=str(label_path)) from exc
+    found: list[str] = []
     pred: np.ndarray | None = None
     if pred_path.exists() or pred_path.is_symlink():
         try:
             data, pred_geometry = load_label(pred_path, max_voxels=int(truth.size))
-            if geometry.mismatch(pred_geometry) is None:
+            mismatch = geometry.mismatch(pred_geometry)
+            if mismatch is None:
                 pred = data
-        except UnreadableVolume:
-            pred = None
+                found += [p for p in [label_problem(data)] if p is not None]
+            else:
+                found.append(f"{mismatch} (labels)")
+        except UnreadableVolume as exc:
+            found.append(f"unreadable NIfTI: {str(exc).replace(f'{pred_path}: ', '')}")
+    else:
+        found.append("missing")
+    if problems is not None:
+        problems += found
     return _plain(compute(pred, truth, params))
 
 
 def evaluate_dir(
-    predictions_dir: Path, labels_dir: Path, metric_set: str = "brats2021", params: dict | None = None
+    predictions_dir: Path,
+    labels_dir: Path,
+    metric_set: str = "brats2021",
+    params: dict | None = None,
+    problems: dict[str, list[str]] | None = None,
 ) -> dict[str, dict]:
-    """``{case: metrics}`` for every labelled case, sorted by case id."""
+    """``{case: metrics}`` for every labelled case, sorted by case id; ``problems`` (when given) receives
+    ``{case: [why its prediction is invalid]}`` for the cases with one (see :func:`evaluate_case`)."""
     predictions_dir, labels_dir = Path(predictions_dir), Path(labels_dir)
     _metric_set(metric_set)
     if not labels_dir.is_dir():
         raise SpecError("labels directory not found", file=str(labels_dir))
-    return {
-        case: evaluate_case(
-            predictions_dir / f"{case}{PRED_SUFFIX}", labels_dir / f"{case}{LABEL_SUFFIX}", metric_set, params
+    out: dict[str, dict] = {}
+    for case in list_cases(labels_dir):
+        found: list[str] = []
+        out[case] = evaluate_case(
+            predictions_dir / f"{case}{PRED_SUFFIX}", labels_dir / f"{case}{LABEL_SUFFIX}", metric_set, params, found
         )
-        for case in list_cases(labels_dir)
-    }
+        if found and problems is not None:
+            problems[case] = found
+    return out
 
 
 def _metric_set(name: str) -> MetricSet:

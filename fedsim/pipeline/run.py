@@ -21,9 +21,12 @@ from fedsim.errors import RuntimeUnavailable, SpecError, StoreError
 from fedsim.executors.base import Executor
 from fedsim.executors.local import LocalExecutor
 from fedsim.jobs.job import JobKind, JobResult, JobStatus
+from fedsim.pipeline.builds import BuildRecord, BuildSink, build_images, build_summary
+from fedsim.pipeline.graph import JobGraph
 from fedsim.pipeline.plan import Cubes, SitePlan, plan
+from fedsim.pipeline.progress import PlanSink, RunPlan
 from fedsim.pipeline.retry import retry_keys
-from fedsim.pipeline.scheduler import EventSink, run_all
+from fedsim.pipeline.scheduler import EventSink, capacity, run_all
 from fedsim.pipeline.sitedata import ensure_site_data, needs_synthesis
 from fedsim.runtimes.orphans import kill_orphans
 from fedsim.runtimes.select import Unsandboxed, choose
@@ -66,6 +69,12 @@ class RunReport:
     duration_s: float = 0.0
     report_html: Path | None = None
     segments: list[dict[str, Any]] = field(default_factory=list)  # the run and each resume (ledger.segments)
+    builds: list[BuildRecord] = field(default_factory=list)  # this segment's build phase (fedsim.pipeline.builds)
+
+    @property
+    def build_s(self) -> float:
+        """Seconds the build phase took (part of the run's duration, of no job's)."""
+        return sum(b.seconds for b in self.builds)
 
 
 def load_cubes(bench: BenchmarkSpec) -> Cubes:
@@ -197,8 +206,23 @@ def write_summary(report: RunReport, started_wall: float) -> None:
             "jobs": jobs,
             "segments": segments,
             "total_duration_s": total,
+            **build_summary(report.builds),
+            "output_problems": output_problem_counts([r for rs in report.results.values() for r in rs]),
         },
     )
+
+
+def output_problem_counts(results: list[JobResult]) -> dict[str, Any]:
+    """Invalid predictions of succeeded infers (each job's ``output_problems`` holds the details): the cases
+    in all, per model and per model and site."""
+    by_model: dict[str, int] = {}
+    by_site: dict[str, dict[str, int]] = {}
+    for r in results:
+        if r.output_problems:
+            model = r.model or r.name
+            by_model[model] = by_model.get(model, 0) + len(r.output_problems)
+            by_site.setdefault(model, {})[r.site] = len(r.output_problems)
+    return {"cases": sum(by_model.values()), "by_model": by_model, "by_model_and_site": by_site}
 
 
 def rank_run(report: RunReport) -> Any:
@@ -286,7 +310,12 @@ def run_benchmark(
     on_message: Any = None,
     executor: Executor | None = None,
     stop_event: threading.Event | None = None,
+    *,
+    on_plan: PlanSink | None = None,
+    on_build: BuildSink | None = None,
 ) -> RunReport:
+    """Run a benchmark. ``on_plan`` gets the plan before anything runs (:class:`fedsim.pipeline.progress.RunPlan`),
+    ``on_build`` the build phase's events, ``on_event`` every job's start and finish."""
     say = on_message or (lambda _msg: None)
     check_run_ids(options)
     if options.resume:
@@ -313,7 +342,10 @@ def run_benchmark(
         executor.close()  # refused before anything ran: release what the executor holds
         raise
     try:
-        return _run_locked(options, run, bench, sites, cubes, raw, say, on_event, executor, stop_event)
+        return _run_locked(
+            options, run, bench, sites, cubes, raw, say, on_event, executor, stop_event,
+            on_plan=on_plan, on_build=on_build,
+        )  # fmt: skip
     finally:
         lock.release()
 
@@ -329,6 +361,9 @@ def _run_locked(
     on_event: EventSink | None,
     executor: Executor,
     stop_event: threading.Event | None,
+    *,
+    on_plan: PlanSink | None = None,
+    on_build: BuildSink | None = None,
 ) -> RunReport:
     """The run proper, while this process holds the run directory's lock."""
     run_id = run.run_id
@@ -362,6 +397,17 @@ def _run_locked(
     try:
         with executor:
             durations = earlier_durations(options.runs_dir, bench.name, exclude=run_id)
+            if on_plan is not None:  # the whole plan before anything runs: the progress counts against it
+                jobs = tuple(j for p in plans for j in p.jobs)
+                concurrency = capacity(JobGraph.from_plans(plans), executor, options.max_sites)
+                on_plan(RunPlan(jobs, frozenset(done), durations, concurrency))
+            # Images first, each once, timed as the run's and never as a job's; a failed one fails its cube's jobs.
+            report.builds, unbuildable = build_images(plans, executor, done=done, stop_event=stop, on_build=on_build)
+            for job, res in unbuildable:
+                ledger.job_started(job.key, job.site, job.name)
+                ledger.job_finished(job.key, res.to_dict())
+                sink("finished", job, res)
+            done = {**done, **{job.key: res for job, res in unbuildable}}
             report.results = run_all(
                 plans, executor, sink, stop, done, ledger, durations=durations, max_jobs=options.max_sites
             )

@@ -107,6 +107,7 @@ def run_all(
                         ledger.job_started(node.key, node.job.site, node.job.name)
                         ledger.job_finished(node.key, res.to_dict())
                     state.finish(node.key, res)
+                    on_event("finished", node.job, res)  # a skipped job is settled too: progress counts it
             if not stopping:
                 ready = state.ready()
                 for node in ready:

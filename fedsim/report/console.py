@@ -15,6 +15,9 @@ from rich.table import Table
 from rich.text import Text
 
 from fedsim.jobs.job import Job, JobResult, JobStatus
+from fedsim.pipeline.builds import BuildEvent
+from fedsim.pipeline.progress import ProgressModel, RunPlan
+from fedsim.report.progress_view import BuildStatus, build_event_line, render_live
 
 STYLE = {
     JobStatus.SUCCEEDED: "green",
@@ -22,6 +25,7 @@ STYLE = {
     JobStatus.TIMEOUT: "red",
     JobStatus.RAM_EXCEEDED: "red",
     JobStatus.GPU_MEMORY_EXCEEDED: "red",
+    JobStatus.OUTPUT_EXCEEDED: "red",
     JobStatus.SKIPPED: "yellow",
     JobStatus.INTERRUPTED: "yellow",
     JobStatus.RUNNING: "cyan",
@@ -64,77 +68,121 @@ class LiveDisplay:
 
 
 class RunProgress(LiveDisplay):
-    """Receives job events from the scheduler's threads and renders them."""
+    """Receives the plan (:meth:`plan`), the build phase (:meth:`build`) and job events from the scheduler's threads
+    (``__call__``) and renders them: the live view of :mod:`fedsim.report.progress_view` on a terminal, plain lines
+    otherwise."""
 
     def __init__(self, console: Console, jobs: list[Job] | None = None) -> None:
         self.console = console
         self.live_mode = console.is_terminal
         self._lock = threading.Lock()
-        self._state: dict[str, tuple[Job, JobStatus, float, float | None]] = {}
-        self._order: list[str] = []
+        self._flagged: dict[str, str] = {}  # job key -> state label of an infer with invalid predictions
         self._started = time.monotonic()
-        self._done = 0
-        self._total = 0
+        self.model = ProgressModel(RunPlan(tuple(jobs)) if jobs else None)
+        self.builds = BuildStatus()
         self._live: Live | None = None
-        for j in jobs or []:
-            self.add(j)
 
-    def add(self, job: Job) -> None:
-        self._state[job.key] = (job, JobStatus.PENDING, 0.0, None)
-        self._order.append(job.key)
-        self._total += 1
+    def plan(self, plan: RunPlan) -> None:
+        """The run's plan, before anything runs: the total, what was done earlier, the known durations."""
+        with self._lock:
+            self.model.set_plan(plan)
+            c = self.model.counts()
+            if not self.live_mode:
+                earlier = f" ({c.earlier} done earlier)" if c.earlier else ""
+                self.console.print(f"[{self._clock()}] {c.total} jobs to run{earlier}", highlight=False)
+            self._refresh()
+
+    def build(self, event: BuildEvent) -> None:
+        """An event of the build phase: the status line on a terminal, a plain line otherwise."""
+        with self._lock:
+            self.builds.update(event)
+            if not self.live_mode:
+                line = build_event_line(event, self._clock())
+                if line:
+                    self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+            self._refresh()
+
+    def _refresh(self) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
 
     def __call__(self, kind: str, job: Job, result: JobResult | None) -> None:
         with self._lock:
-            if job.key not in self._state:
-                self.add(job)
             now = time.monotonic()
             if kind == "started":
-                self._state[job.key] = (job, JobStatus.RUNNING, now, None)
+                self.model.started(job, now)
                 if not self.live_mode:
                     self.console.print(f"[{self._clock()}] {job.site:<12} {job.name:<28} started", highlight=False)
-            elif result is not None:
-                _, _, started, _ = self._state[job.key]
-                self._state[job.key] = (job, result.status, started, result.duration_s)
-                self._done += 1
+            elif kind == "finished" and result is not None:
+                self.model.finished(job, result)
                 if not self.live_mode:
                     reason = f" ({result.reason})" if result.reason else ""
+                    c = self.model.counts()
                     self.console.print(
                         f"[{self._clock()}] {job.site:<12} {job.name:<28} {result.status.value} "
-                        f"in {result.duration_s:.1f}s{reason}  [{self._done}/{self._total}]",
+                        f"in {result.duration_s:.1f}s{reason}  [{c.finished}/{c.total}]",
                         highlight=False,
                         soft_wrap=True,
                     )
+                warning = job_warning(result)
+                if warning:  # printed above the live table too: it must not pass unseen
+                    self._flagged[job.key] = flagged_label(result)
+                    self.console.print(Text(warning, style="yellow"), soft_wrap=True)
             if self._live is not None:
                 self._live.update(self._render())
 
     def _clock(self) -> str:
         return f"{time.monotonic() - self._started:7.1f}s"
 
-    def _eta(self) -> str:
-        finished = [d for (_, s, _, d) in self._state.values() if d is not None and s is not JobStatus.SKIPPED]
-        if not finished or self._done >= self._total:
-            return "-"
-        per_job = (time.monotonic() - self._started) / max(1, self._done)
-        return f"~{per_job * (self._total - self._done):.0f}s"
-
     def _render(self) -> Group:
-        table = Table(title=None, expand=False, show_edge=False)
-        table.add_column("site")
-        table.add_column("job")
-        table.add_column("state")
-        table.add_column("time", justify="right")
+        # one line short of the terminal: Live's cursor line, so nothing scrolls off
+        height = max(1, self.console.size.height - 1)
         now = time.monotonic()
-        for key in self._order:
-            job, status, started, duration = self._state[key]
-            if status is JobStatus.PENDING:
-                continue
-            elapsed = duration if duration is not None else now - started
-            table.add_row(job.site, job.name, Text(status.value, style=STYLE[status]), f"{elapsed:.1f}s")
-        head = Text(
-            f"fedsim: {self._done}/{self._total} jobs done · elapsed {now - self._started:.0f}s · ETA {self._eta()}"
+        return render_live(
+            self.model, now=now, started=self._started, height=height, build=self.builds, labels=self._flagged
         )
-        return Group(head, table)
+
+
+def job_warning(result: JobResult, shown: int = 3) -> str | None:
+    """One line for a succeeded infer with predictions the federation would reject: how many, which, why."""
+    problems = result.output_problems
+    if not problems:
+        return None
+    cases = [f"{case}: {'; '.join(found)}" for case, found in problems.items()]
+    more = f" (+{len(cases) - shown} more)" if len(cases) > shown else ""
+    return (
+        f"warning: {result.site}/{result.name}: {len(cases)}/{result.num_cases or len(cases)} invalid predictions, "
+        f"scored as is — {' | '.join(cases[:shown])}{more}"
+    )
+
+
+def flagged_label(result: JobResult) -> str:
+    """``succeeded, 2/3 invalid outputs`` for a flagged infer; its status otherwise."""
+    n = len(result.output_problems)
+    if not n:
+        return result.status.value
+    return f"{result.status.value}, {n}/{result.num_cases or n} invalid outputs"
+
+
+def model_warnings(results: dict[str, list[JobResult]]) -> list[str]:
+    """One line per model whose predictions were invalid at some site: how many cases, where, and the first why."""
+    by_model: dict[str, list[JobResult]] = {}
+    for rs in results.values():
+        for r in rs:
+            if r.output_problems:
+                by_model.setdefault(r.model or r.name, []).append(r)
+    lines = []
+    for model, flagged in by_model.items():
+        cases = sum(len(r.output_problems) for r in flagged)
+        total = sum(r.num_cases or len(r.output_problems) for r in flagged)
+        sites = ", ".join(r.site for r in flagged)
+        first = flagged[0]
+        case, found = next(iter(first.output_problems.items()))
+        lines.append(
+            f"warning: model {model} wrote invalid predictions for {cases}/{total} cases (sites {sites}), "
+            f"scored as is; e.g. {first.site}/{case}: {'; '.join(found)}"
+        )
+    return lines
 
 
 def _mean(values: list[Any]) -> float | None:
@@ -154,9 +202,12 @@ def final_table(report: Any) -> Table:
             infer = results.get(f"infer.{model.name}")
             evaluate = results.get(f"evaluate.{model.name}")
             status = infer.status if infer else JobStatus.PENDING
-            label = status.value
+            label, style = status.value, STYLE.get(status, "")
+            if infer and infer.output_problems:
+                label, style = flagged_label(infer), "yellow"
             if infer and infer.status.finished_ok and evaluate and not evaluate.status.finished_ok:
                 status, label = evaluate.status, f"evaluate {evaluate.status.value}"
+                style = STYLE.get(status, "")
             cells = []
             for key in ("Dice_ET", "Dice_TC", "Dice_WT", "Hausdorff95_WT"):
                 m = _mean([c.get(model.name, {}).get(key) for c in metrics.values()])
@@ -164,14 +215,17 @@ def final_table(report: Any) -> Table:
             table.add_row(
                 site.name,
                 model.name,
-                Text(label, style=STYLE.get(status, "")),
+                Text(label, style=style),
                 *cells,
                 f"{infer.duration_s:.1f}s" if infer and infer.duration_s else "-",
             )
     return table
 
 
-def ranking_table(result: Any) -> Table:
+def ranking_table(result: Any) -> Table | Group:
+    """The ranking; with tied models (rank 1.5, two models at 3) followed by a line saying why (averaged ranks)."""
+    from fedsim.report.ties import ties_note
+
     table = Table(title=f"ranking ({result.method})")
     table.add_column("rank", justify="right")
     table.add_column("model")
@@ -186,7 +240,8 @@ def ranking_table(result: Any) -> Table:
             f"{result.final_score[algo]:.3f}",
             *[f"{result.institution_scores[i][algo]:.2f}" for i in result.institutions],
         )
-    return table
+    note = ties_note(result.final_rank)
+    return table if note is None else Group(table, Text(f"ties: {note}", style="dim"))
 
 
 @contextlib.contextmanager

@@ -13,7 +13,15 @@ from fedsim.report.loader import RunData, split_metric
 from fedsim.report.stability import RankStability
 from fedsim.store.atomic import write_json_atomic, write_text_atomic
 
-__all__ = ["LONG_COLUMNS", "long_rows", "site_means", "summary_dict", "write_results_long", "write_summary_json"]
+__all__ = [
+    "LONG_COLUMNS",
+    "long_rows",
+    "output_problems",
+    "site_means",
+    "summary_dict",
+    "write_results_long",
+    "write_summary_json",
+]
 
 LONG_COLUMNS = ("site", "case", "model", "region", "metric", "value")
 
@@ -118,10 +126,35 @@ def summary_dict(data: RunData, stability: RankStability | None) -> dict[str, An
             for j in jobs
             if not j.ok
         ],
+        # succeeded infers whose predictions the federation would reject (scored as written): counts and why
+        "output_problems": output_problems(data),
         "ranking": ranking,
         "stability": stability.to_dict() if stability is not None else None,
         "site_means": means,
     }
+
+
+def output_problems(data: RunData) -> dict[str, Any]:
+    """Invalid predictions per model (cases, and the cases of each site) and per job (case -> why)."""
+    by_model: dict[str, dict[str, Any]] = {}
+    jobs = []
+    for j in data.jobs:
+        if not j.output_problems:
+            continue
+        model = j.model or j.name
+        entry = by_model.setdefault(model, {"cases": 0, "sites": {}})
+        entry["cases"] += len(j.output_problems)
+        entry["sites"][j.site] = len(j.output_problems)
+        jobs.append(
+            {
+                "site": j.site,
+                "job": j.name,
+                "model": model,
+                "num_cases": j.num_cases,
+                "cases": {c: list(ps) for c, ps in j.output_problems.items()},
+            }
+        )
+    return {"cases": sum(m["cases"] for m in by_model.values()), "by_model": by_model, "jobs": jobs}
 
 
 def write_summary_json(data: RunData, stability: RankStability | None, path: Path) -> Path:

@@ -116,7 +116,8 @@ _SECTIONS = (
 )
 
 _CSS = """
-:root { --fail: #fde2e1; --fail-edge: #c0392b; --ok: #1e8449; --muted: #666; --line: #ddd; }
+:root { --fail: #fde2e1; --fail-edge: #c0392b; --ok: #1e8449; --muted: #666; --line: #ddd; --warn: #fff1c2;
+         --warn-edge: #d99a00; }
 * { box-sizing: border-box; }
 body { font: 14px/1.45 -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; margin: 0;
        color: #222; background: #f6f7f9; }
@@ -143,6 +144,11 @@ tr.failed td:first-child { border-left: 4px solid var(--fail-edge); }
 .card .v { font-size: 20px; font-weight: 600; }
 .card .k { font-size: 12px; color: var(--muted); }
 .card.bad { background: var(--fail); border-color: var(--fail-edge); }
+.card.warn { background: var(--warn); border-color: var(--warn-edge); }
+.flag { display: inline-block; background: var(--warn); color: #7a4d00; border: 1px solid var(--warn-edge);
+        border-radius: 3px; padding: 0 5px; margin-left: 6px; font-size: 12px; font-weight: 600; white-space: nowrap; }
+tr.flagged td { background: #fffaf0; }
+tr.flagged td:first-child { border-left: 4px solid var(--warn-edge); }
 figure { margin: 10px 0 16px 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: 12px; color: var(--muted); }
@@ -190,8 +196,51 @@ def _bytes(value: int | None) -> str:
     return f"\x00num{value} B"
 
 
+def _flagged_models(data: RunData) -> dict[str, tuple[int, int]]:
+    """Models whose predictions were invalid somewhere: ``model -> (invalid cases, cases of those jobs)``."""
+    out: dict[str, tuple[int, int]] = {}
+    for j in data.jobs:
+        if j.output_problems:
+            bad, total = out.get(j.model or j.name, (0, 0))
+            n = len(j.output_problems)
+            out[j.model or j.name] = (bad + n, total + (j.num_cases or n))
+    return out
+
+
+def _flag(bad: int, total: int, title: str = "") -> str:
+    """The marker shown next to a flagged model's scores and status."""
+    tip = f' title="{escape(title)}"' if title else ""
+    return f'<span class="flag"{tip}>⚠ invalid outputs: {bad}/{total} cases</span>'
+
+
+_PROBLEM_ROWS = 200
+
+
+def _output_problems(data: RunData) -> str:
+    """Every invalid prediction of a succeeded infer (what check-submission would reject), scored as written."""
+    rows = [
+        [escape(j.model or j.name), escape(j.site), escape(case), escape("; ".join(found))]
+        for j in data.jobs
+        for case, found in j.output_problems.items()
+    ]
+    if not rows:
+        return ""
+    more = len(rows) - _PROBLEM_ROWS
+    note = f'<p class="muted">… and {more} more (summary_report.json lists them all).</p>' if more > 0 else ""
+    return (
+        f"<h3>Invalid predictions ({len(rows)} cases)</h3>"
+        "<p>These models' jobs succeeded, but some predictions are not what the federation accepts (one "
+        "<code>&lt;case&gt;.nii.gz</code> per case on the input's grid, integer labels in {0, 1, 2, 4}; "
+        "<code>fedsim check-submission</code> runs the same checks). They are scored as the metrics cube "
+        "computed them: a missing or unreadable one with the penalty row, non-label values matching no region.</p>"
+        + _table(["model", "site", "case", "problem"], rows[:_PROBLEM_ROWS])
+        + note
+    )
+
+
 def _overview(data: RunData) -> str:
     failed = [j for j in data.jobs if not j.ok]
+    flagged = _flagged_models(data)
     cases = sum(len(i.cases) for i in data.institutions.values())
     winner = data.ranking.algorithms[0] if data.ranking is not None and data.ranking.algorithms else "–"
     cards = [
@@ -201,13 +250,18 @@ def _overview(data: RunData) -> str:
         ("cases scored", str(cases), False),
         ("jobs", str(len(data.jobs)), False),
         ("jobs not succeeded", str(len(failed)), bool(failed)),
+        ("models with invalid outputs", str(len(flagged)), bool(flagged)),
         ("run time", f"{float(data.summary.get('duration_s') or 0):.1f} s", False),
         ("rank 1", winner, False),
     ]
+    if builds := _build_rows(data):  # before "rank 1": the time images took, outside every job's duration
+        broken = any(b.get("error") for b in builds)
+        cards.insert(-1, ("image builds", f"{float(data.summary.get('build_s') or 0):.1f} s", broken))
     html = (
         '<div class="cards">'
         + "".join(
-            f'<div class="card{" bad" if bad else ""}"><div class="v">{escape(v)}</div><div class="k">{escape(k)}</div>'
+            f'<div class="card{(" warn" if k.startswith("models with") else " bad") if bad else ""}">'
+            f'<div class="v">{escape(v)}</div><div class="k">{escape(k)}</div>'
             "</div>"
             for k, v, bad in cards
         )
@@ -225,27 +279,50 @@ def _overview(data: RunData) -> str:
     return _section("overview", "Overview", html + "<p>" + " · ".join(meta) + "</p>")
 
 
+def _ties(final_rank: dict[str, float]) -> str:
+    """A footnote under a ranking with tied models (rank 1.5, or two models at 3): averaged ranks, as challengeR."""
+    from fedsim.report.ties import ties_note
+
+    note = ties_note(final_rank)
+    return f'<p class="muted ties">Ties: {escape(note)}.</p>' if note else ""
+
+
 def _ranking(data: RunData, stability: RankStability | None) -> str:
     r = data.ranking
+    problems = _output_problems(data)
     if r is None:
-        return _section("ranking", "Ranking", '<p class="muted">No metrics were produced, nothing to rank.</p>')
+        empty = '<p class="muted">No metrics were produced, nothing to rank.</p>'
+        return _section("ranking", "Ranking", empty + problems)
+    flagged = _flagged_models(data)
+    flagged_at = {(j.model or j.name, j.site) for j in data.jobs if j.output_problems}
     header = ["rank", "model", "final score", *[f"score {i}" for i in r.institutions], "significant wins"]
+
+    def site_score(i: str, a: str) -> str:
+        cell = _num(r.institution_scores[i][a])
+        return cell + (
+            ' <span class="flag" title="invalid outputs at this site">⚠</span>' if (a, i) in flagged_at else ""
+        )
+
     rows = [
         [
             _num(r.final_rank[a], "{:g}"),
-            f"<b>{escape(a)}</b>",
+            f"<b>{escape(a)}</b>"
+            + (_flag(*flagged[a], "invalid predictions, scored as written: see below") if a in flagged else ""),
             _num(r.final_score[a]),
-            *[_num(r.institution_scores[i][a]) for i in r.institutions],
+            *[site_score(i, a) for i in r.institutions],
             _num(r.significant_wins[a], "{:d}"),
         ]
         for a in r.algorithms
     ]
+    classes = ["flagged" if a in flagged else "" for a in r.algorithms]
     body = [
         f"<p>Method <b>{escape(r.method)}</b> (challengeR semantics): each site ranks the models on Dice and HD95 "
         "of ET, TC and WT; a site's score is the mean of its six sub-ranks, the final score the mean over sites "
         "(lower is better). Significance: one-sided Wilcoxon signed-rank, Holm-adjusted, p ≤ 0.05, counted over "
         "sub-rankings and sites.</p>",
-        _table(header, rows),
+        _table(header, rows, classes),
+        _ties(r.final_rank),
+        problems,
         "<h3>Significance counts (row model significantly better than column model)</h3>",
         _table(
             ["", *r.algorithms],
@@ -297,6 +374,12 @@ def _heatmaps(data: RunData, plots: Any) -> str:
         "(Dice 0, HD95 374); NA values (e.g. precision with an empty prediction) are left out of the mean; "
         "grey cells have no value at all.</p>"
     )
+    flagged = _flagged_models(data)
+    if flagged:
+        intro += (
+            f'<p><span class="flag">⚠ invalid outputs</span> {escape(", ".join(flagged))}: some predictions are '
+            'invalid and scored as written (see <a href="#ranking">Ranking</a>).</p>'
+        )
     return _section("heatmaps", "Heatmaps per metric", intro + "\n".join(figures))
 
 
@@ -314,7 +397,11 @@ def _distributions(data: RunData, plots: Any) -> str:
 
 def _status(job: JobRow) -> str:
     cls = "status-ok" if job.ok else "status-bad"
-    return f'<span class="{cls}">{escape(job.status)}</span>'
+    flag = ""
+    if job.output_problems:
+        n = len(job.output_problems)
+        flag = _flag(n, job.num_cases or n, "; ".join(f"{c}: {'; '.join(p)}" for c, p in job.output_problems.items()))
+    return f'<span class="{cls}">{escape(job.status)}</span>{flag}'
 
 
 def _containment(job: JobRow) -> str:
@@ -322,6 +409,40 @@ def _containment(job: JobRow) -> str:
     if job.containment == "none" and job.kind == "infer":
         return '<span class="status-bad">none (unsandboxed)</span>'
     return escape(job.containment or "")
+
+
+def _build_rows(data: RunData) -> list[dict[str, Any]]:
+    """``summary.json``'s ``builds`` (the run's build phase); empty for older runs and Ray runs."""
+    return [b for b in data.summary.get("builds") or [] if isinstance(b, dict)]
+
+
+def _builds(data: RunData) -> str:
+    """The images the run prepared before its jobs: what was done, how long it took, what failed."""
+    builds = _build_rows(data)
+    if not builds:
+        return ""
+    rows, classes = [], []
+    for b in builds:
+        error = b.get("error")
+        action = escape(str(b.get("action", "?")))
+        rows.append(
+            [
+                escape(str(b.get("image", "?"))),
+                escape(str(b.get("cube", "?"))),
+                escape(str(b.get("runtime", "?"))),
+                f'<span class="status-bad">{action}</span>' if error else action,
+                _num(float(b.get("seconds") or 0), "{:.1f} s"),
+                _num(b.get("jobs"), "{:d}") if isinstance(b.get("jobs"), int) else _num(None),
+                escape(str(error or "")),
+            ]
+        )
+        classes.append("failed" if error else "")
+    total = float(data.summary.get("build_s") or 0)
+    return (
+        f"<h3>Image builds ({total:.1f} s, before the jobs; in no job's duration)</h3>"
+        + _table(["image", "cube", "runtime", "action", "time", "jobs", "error"], rows, classes)
+        + "<h3>Jobs</h3>"
+    )
 
 
 def _jobs(data: RunData) -> str:
@@ -344,7 +465,7 @@ def _jobs(data: RunData) -> str:
                 _containment(j),
             ]
         )
-        classes.append("" if j.ok else "failed")
+        classes.append("failed" if not j.ok else "flagged" if j.output_problems else "")
     failures = []
     for j in data.jobs:
         if j.ok:
@@ -355,11 +476,17 @@ def _jobs(data: RunData) -> str:
             f'<div class="failure"><b>{escape(j.site)} / {escape(j.name)}</b> — {_status(j)}: {escape(j.reason)}'
             f"<details open><summary>last lines of the log{where}</summary>{log}</details></div>"
         )
-    body = _table(header, rows, classes)
+    body = _builds(data) + _table(header, rows, classes)
     if failures:
         body += f"<h3>Failures ({len(failures)})</h3>" + "".join(failures)
     else:
         body += '<p class="status-ok">Every job succeeded.</p>'
+    flagged = [j for j in data.jobs if j.output_problems]
+    if flagged:
+        body += (
+            f'<p><span class="flag">⚠ {len(flagged)} succeeded infer job(s) wrote invalid predictions</span> '
+            '(listed under <a href="#ranking">Ranking</a>).</p>'
+        )
     return _section("jobs", "Jobs", body)
 
 
@@ -383,10 +510,12 @@ def _configuration(data: RunData, version: str) -> str:
                 ["run directory", escape(str(data.root))],
             ],
         ),
-        "<h3>Limits</h3>",
+        "<h3>Limits (the benchmark's)</h3>",
         _table(["limit", "value"], [[escape(str(k)), escape(str(v))] for k, v in limits.items()])
         if limits
         else '<p class="muted">not recorded</p>',
+        '<p class="muted">A site narrows them to what it has: the Sites table shows what each site\'s jobs got '
+        "(RAM: min(benchmark, site, machine); GPU memory: min(benchmark, site), only with a GPU).</p>",
         "<h3>Models</h3>",
         _table(
             ["model", "cube", "image"],
@@ -399,9 +528,20 @@ def _configuration(data: RunData, version: str) -> str:
         "<h3>Sites</h3>",
     ]
     site_rows = []
+    from fedsim.report.effective import site_effective
+
+    any_configured = False
     for name in data.sites:
         cfg = data.sites_config.get(name, {})
         hw = cfg.get("hardware") or {}
+        got = site_effective(data.summary, bench, cfg, name)  # what the jobs ran on and under
+        any_configured |= not got.observed
+        mark = "" if got.observed else " *"
+        ran_on = escape(got.runtime) + (
+            f' <span class="muted">(configured: {escape(got.configured_runtime)})</span>'
+            if got.configured_runtime
+            else ""
+        )
         synth = (cfg.get("data") or {}).get("synthesize")
         data_desc = (
             f"synthetic: {synth.get('cases')} cases, seed {synth.get('seed')}"
@@ -419,19 +559,21 @@ def _configuration(data: RunData, version: str) -> str:
         site_rows.append(
             [
                 escape(name),
-                escape(str(cfg.get("runtime", "?"))),
+                ran_on,
                 _num(hw.get("gpus"), "{}"),
-                _num(hw.get("gpu_memory_gb"), "{:g} GB"),
-                _num(hw.get("ram_gb"), "{:g} GB"),
+                _bytes(got.gpu_memory_bytes) + mark if got.gpu_memory_bytes is not None else "\x00numno GPU",
+                _bytes(got.ram_bytes) + mark,
+                _num(got.model_timeout_s, "{:g} s"),
                 _num(hw.get("cpus"), "{}"),
                 escape(data_desc),
                 escape(shift or "none"),
                 _num(len(data.institutions[name].cases) if name in data.institutions else None, "{}"),
             ]
         )
-    parts.append(
-        _table(["site", "runtime", "GPUs", "GPU mem", "RAM", "CPUs", "data", "domain shift", "cases scored"], site_rows)
-    )
+    header = ["site", "ran on", "GPUs", "GPU mem limit", "RAM limit", "model wall clock", "CPUs", "data"]
+    parts.append(_table([*header, "domain shift", "cases scored"], site_rows))
+    if any_configured:
+        parts.append('<p class="muted">* as configured: this run\'s jobs did not record their limits.</p>')
     parts.append(
         "<details><summary>benchmark.yaml as the run resolved it</summary>"
         f'<pre class="yaml">{escape(_dump(bench))}</pre></details>'

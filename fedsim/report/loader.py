@@ -55,6 +55,8 @@ class JobRow:
     """Last lines of the log, only for jobs that did not succeed."""
     containment: str | None = None
     """How the job was held: docker, singularity, bwrap (the local sandbox) or none; None in older runs."""
+    output_problems: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """A succeeded infer's invalid predictions: case -> why (check-submission's validator); empty in older runs."""
 
     @property
     def ok(self) -> bool:
@@ -179,7 +181,14 @@ def _job_row(run: RunDirectory, job: dict[str, Any]) -> JobRow:
         log_path=log_path,
         log_tail=tail,
         containment=job.get("containment"),
+        output_problems=_problems(job.get("output_problems")),
     )
+
+
+def _problems(value: Any) -> dict[str, tuple[str, ...]]:
+    if not isinstance(value, dict):
+        return {}
+    return {str(c): tuple(str(p) for p in ps) for c, ps in value.items() if isinstance(ps, list | tuple)}
 
 
 def read_tail(path: Path, lines: int = LOG_TAIL_LINES, max_bytes: int = LOG_TAIL_BYTES) -> str | None:

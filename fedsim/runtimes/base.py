@@ -7,10 +7,26 @@ the supervisor decides when to call :meth:`ProcessHandle.terminate`.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from fedsim.cube import CubeSpec, Invocation
+
+BuildProgress = Callable[[str, str], None]
+"""``(image, line)``: one line of output of an image build, pull or conversion in progress."""
+
+# What :meth:`Runtime.prepare` did, most work first (a SIF converted from a freshly built image says "built").
+PREPARE_ACTIONS = ("built", "pulled", "converted", "present")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What :meth:`Runtime.prepare` made ready: ``image`` (a tag, or a SIF's docker image) and ``action``, one of
+    :data:`PREPARE_ACTIONS` (``present``: it was there already)."""
+
+    image: str
+    action: str
 
 
 @dataclass(frozen=True)
@@ -58,8 +74,13 @@ class Runtime(abc.ABC):
     name: str = "abstract"
     capabilities: Capabilities = Capabilities()
 
-    def prepare(self, cube: CubeSpec, base_image: str | None = None) -> None:  # noqa: B027 - optional hook
-        """Make the cube runnable (build/pull an image); idempotent and never charged to a job's timeout."""
+    def prepare(
+        self, cube: CubeSpec, base_image: str | None = None, *, progress: BuildProgress | None = None
+    ) -> Prepared | None:
+        """Make the cube runnable (build/pull an image); idempotent and never charged to a job's timeout.
+        ``progress`` gets each line of a build in progress; returns what was made ready and how (None: nothing
+        to prepare on this runtime)."""
+        return None
 
     def containment(self, inv: Invocation) -> str:
         """How the task is held, as the job record states it: docker, singularity, bwrap or none."""

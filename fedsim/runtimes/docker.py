@@ -23,7 +23,7 @@ import psutil
 
 from fedsim.cube import CubeSpec, Invocation, container_mounts
 from fedsim.errors import RuntimeUnavailable
-from fedsim.runtimes.base import Capabilities, ProcessHandle, Runtime
+from fedsim.runtimes.base import BuildProgress, Capabilities, Prepared, ProcessHandle, Runtime
 from fedsim.runtimes.dockerargs import RunOptions, parse_run_fragment
 from fedsim.runtimes.images import ImageBuilder
 from fedsim.runtimes.paths import host_paths
@@ -222,8 +222,12 @@ class DockerRuntime(Runtime):
         self.host_paths = host_paths(self.client)  # fedsim in a container: mount sources are the host's paths
         self._prepared: dict[tuple[str, str | None], str] = {}
 
-    def prepare(self, cube: CubeSpec, base_image: str | None = None) -> None:
-        self._prepared[(cube.name, base_image)] = self.images.ensure(cube, base_image)
+    def prepare(
+        self, cube: CubeSpec, base_image: str | None = None, *, progress: BuildProgress | None = None
+    ) -> Prepared:
+        image, action = self.images.ensure_action(cube, base_image, progress=progress)
+        self._prepared[(cube.name, base_image)] = image
+        return Prepared(image, action)
 
     def argv(self, inv: Invocation) -> list[str]:
         image = inv.cube.docker.image if inv.cube.docker else "<no image>"

@@ -38,7 +38,7 @@ from typing import Any
 from fedsim.cube import CubeSpec, Invocation, container_mounts
 from fedsim.errors import RuntimeUnavailable
 from fedsim.runtimes import select
-from fedsim.runtimes.base import Capabilities, ProcessHandle, Runtime
+from fedsim.runtimes.base import BuildProgress, Capabilities, Prepared, ProcessHandle, Runtime
 from fedsim.runtimes.images import ImageBuilder
 from fedsim.runtimes.process import HostProcess
 from fedsim.store.cache import cache_root
@@ -163,21 +163,30 @@ class SingularityRuntime(Runtime):
             self._cache_dir = cache_root() / "sif"
         return self._cache_dir
 
-    def prepare(self, cube: CubeSpec, base_image: str | None = None) -> None:
-        self.sif_for(cube, base_image)
+    def prepare(
+        self, cube: CubeSpec, base_image: str | None = None, *, progress: BuildProgress | None = None
+    ) -> Prepared:
+        sif, action = self._sif_action(cube, base_image, progress)
+        return Prepared(str(sif), action)
 
     def sif_for(self, cube: CubeSpec, base_image: str | None = None) -> Path:
         """The SIF to run: the cube's own, else its docker image converted once per digest."""
+        return self._sif_action(cube, base_image)[0]
+
+    def _sif_action(
+        self, cube: CubeSpec, base_image: str | None, progress: BuildProgress | None = None
+    ) -> tuple[Path, str]:
         key = (cube.name, cube.docker.image if cube.docker else None, base_image)
         with self._guard:
             if key in self._sifs:
-                return self._sifs[key]
+                return self._sifs[key], "present"
         sif = next((p for p in declared_sifs(cube) if p.is_file()), None)
+        action = "present"
         if sif is None:
-            sif = self._convert(cube, base_image)
+            sif, action = self._convert(cube, base_image, progress)
         with self._guard:
             self._sifs[key] = sif
-        return sif
+        return sif, action
 
     def _builder(self, cube: CubeSpec) -> ImageBuilder:
         with self._guard:
@@ -198,11 +207,15 @@ class SingularityRuntime(Runtime):
                 self._images = ImageBuilder(self._client)
             return self._images
 
-    def _convert(self, cube: CubeSpec, base_image: str | None) -> Path:
+    def _convert(
+        self, cube: CubeSpec, base_image: str | None, progress: BuildProgress | None = None
+    ) -> tuple[Path, str]:
+        """The SIF converted from the cube's docker image, and what was done: the image's ``built``/``pulled``,
+        else ``converted``, else ``present``."""
         if cube.docker is None:
             raise RuntimeUnavailable(f"cube {cube.name!r} has neither a SIF image nor a docker image to convert")
         builder = self._builder(cube)
-        tag = builder.ensure(cube, base_image)
+        tag, action = builder.ensure_action(cube, base_image, progress=progress)
         digest = self._digest(tag)
         cache = self.cache_dir
         cache.mkdir(parents=True, exist_ok=True)
@@ -211,8 +224,11 @@ class SingularityRuntime(Runtime):
         with open(cache / f"{digest}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not sif.is_file():
+                if progress is not None:
+                    progress(tag, f"converting {tag} to {sif.name}")
                 self._build(sif, tag)
-        return sif
+                action = "converted" if action == "present" else action
+        return sif, action
 
     def _digest(self, tag: str) -> str:
         import docker

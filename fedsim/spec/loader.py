@@ -44,6 +44,9 @@ def _describe(error: Any, model: type[BaseModel]) -> str:
         return f"unknown key; allowed keys here: {allowed}"
     if kind == "missing":
         return "required field is missing"
+    if kind == "finite_number":  # inf, -inf, nan, or a literal beyond a double's range such as 1e999
+        got = short_repr(error.get("input"))
+        return f"must be a finite number; inf, nan and out-of-range values such as 1e999 are refused (got {got})"
     msg = one_line(error["msg"])
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]

@@ -7,7 +7,7 @@ validated, immutable values. Unknown keys are errors so that a typo never silent
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
@@ -17,7 +17,10 @@ MetricSet = Literal["brats2021", "lesionwise"]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: every float field (nested ones and tuples included) refuses inf, -inf and nan, so
+    # ``noise_std: 1e999`` (YAML reads it as text, pydantic would make it inf) is a one-line error at load time
+    # instead of a traceback in synthesis or a limit that never fires.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # Processes and threads one submission may have at once (docker's pids_limit, the sandbox's RLIMIT_NPROC,
@@ -26,23 +29,26 @@ class _Frozen(BaseModel):
 # node. 1024 leaves that headroom, a fork bomb fills it in well under a second, and 4,096 held processes (the
 # former limit) cost the host far more kernel memory and scheduler time while the deadline runs out.
 DEFAULT_MAX_PIDS = 1024
+# A wall-clock limit beyond ~116 days is no limit; a bounded one also never overflows a timer (time_t).
+MAX_TIMEOUT_S = 10_000_000.0
 
 
 class ResourceLimits(_Frozen):
     """The federation's per-job limits (FeTS 2022: 180 s per case, one 11 GB GPU, 40 GB RAM)."""
 
-    timeout_per_case_s: PositiveFloat = 180.0
+    timeout_per_case_s: float = Field(180.0, gt=0.0, le=MAX_TIMEOUT_S)
     gpu_memory_gb: PositiveFloat = 11.0
     ram_gb: PositiveFloat = 40.0
     output_mb_per_case: PositiveFloat = Field(
         200.0, description="what a model may write into output_path, per case (a FeTS prediction is ~1 MB)"
     )
-    task_timeout_s: PositiveFloat = Field(
-        3600.0, description="wall-clock limit of the data-prep and metrics tasks (not submissions)"
+    task_timeout_s: float = Field(
+        3600.0, gt=0.0, le=MAX_TIMEOUT_S, description="wall-clock limit of the data-prep and metrics tasks"
     )
     max_pids: int = Field(
         DEFAULT_MAX_PIDS,
         ge=16,
+        le=4 * 1024**2,  # the kernel's pid_max ceiling: RLIMIT_NPROC and pids_limit refuse more
         description="processes and threads a submission may have at once (PyTorch data loaders × BLAS threads)",
     )
 
@@ -141,13 +147,17 @@ class BenchmarkSpec(_Frozen):
 
 
 class ShiftSpec(_Frozen):
-    """A site's acquisition shift; mirrors :class:`fedsim.synth.SiteShift`."""
+    """A site's acquisition shift; mirrors :class:`fedsim.synth.SiteShift`.
 
-    intensity_scale: PositiveFloat = 1.0
-    intensity_offset: float = 0.0
-    noise_std: float = Field(0.0, ge=0.0)
+    The upper bounds are far beyond any scanner (100× the brain's mean intensity) and keep the float32
+    arithmetic of synthesis finite, so no value here can end in overflowed, meaningless voxels.
+    """
+
+    intensity_scale: float = Field(1.0, gt=0.0, le=100.0)
+    intensity_offset: float = Field(0.0, ge=-100.0, le=100.0)
+    noise_std: float = Field(0.0, ge=0.0, le=100.0)
     bias_field: float = Field(0.0, ge=0.0, lt=1.0)
-    contrast_gamma: PositiveFloat = 1.0
+    contrast_gamma: float = Field(1.0, gt=0.0, le=10.0)
 
 
 class ShiftRefSpec(_Frozen):
@@ -165,13 +175,30 @@ class ShiftRefSpec(_Frozen):
         return self
 
 
+# A synthetic volume's side (the phantom needs 8 voxels) and spacing in mm (NIfTI cannot store an affine of
+# 1e-300 mm voxels); at most 64 Mi voxels a case (7.5× BraTS's 240×240×155), so synthesis fits in memory.
+SynthSide = Annotated[int, Field(ge=8, le=1024)]
+SynthSpacing = Annotated[float, Field(ge=0.01, le=100.0)]
+MAX_SYNTH_VOXELS = 64 * 1024**2
+
+
 class SynthesizeSpec(_Frozen):
     cases: PositiveInt = 3
-    seed: int = 0
-    shape: tuple[PositiveInt, PositiveInt, PositiveInt] = (240, 240, 155)
-    spacing: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = (1.0, 1.0, 1.0)
+    seed: int = Field(0, ge=0)
+    shape: tuple[SynthSide, SynthSide, SynthSide] = (240, 240, 155)
+    spacing: tuple[SynthSpacing, SynthSpacing, SynthSpacing] = (1.0, 1.0, 1.0)
     shift: ShiftSpec = ShiftSpec()
     shifts: tuple[ShiftRefSpec, ...] = ()
+
+    @model_validator(mode="after")
+    def _fits_in_memory(self) -> SynthesizeSpec:
+        voxels = self.shape[0] * self.shape[1] * self.shape[2]
+        if voxels > MAX_SYNTH_VOXELS:
+            raise ValueError(
+                f"shape {list(self.shape)} has {voxels:,} voxels a case; synthesis allows at most "
+                f"{MAX_SYNTH_VOXELS:,} (e.g. 240×240×155 has 8,928,000)"
+            )
+        return self
 
 
 class SiteDataSpec(_Frozen):

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-DEFAULT_BENCHMARK = Path("benchmarks/fets2022-task2")
+from fedsim.bundled import BENCHMARK as DEFAULT_BENCHMARK  # package data: there after any `pip install`
 
 
 def _csv_list(value: str, what: str) -> list[str]:
@@ -55,7 +55,7 @@ def stress(
     levels: Annotated[str, typer.Option("--levels", help="severity levels (0 is always run)")] = "0,1,2,3",
     benchmark: Annotated[
         Path | None,
-        typer.Option("--benchmark", help="benchmark dir: limits and metric set (default: the bundled one if here)"),
+        typer.Option("--benchmark", help="benchmark dir: limits and metric set (default: the bundled one)"),
     ] = None,
     runtime: Annotated[
         str, typer.Option("--runtime", help="auto, local, docker or singularity (docker's fidelity mode without it)")
@@ -69,7 +69,17 @@ def stress(
         str, typer.Option("--shape", help="shape of the synthetic toy cases (240,240,155 for full size)")
     ] = "96,96,64",
     seed: Annotated[int, typer.Option("--seed", help="seed of the shifts (direction, fields, noise)")] = 0,
-    jobs: Annotated[int | None, typer.Option("--jobs", min=1, help="jobs at once (default: CPUs)")] = None,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", "-j", min=1, metavar="N", help="jobs at once (default: CPUs)")
+    ] = None,
+    gpus: Annotated[
+        str | None,
+        typer.Option(
+            "--gpus",
+            metavar="LIST",
+            help="the GPUs jobs may use, e.g. 0,1 (NVML indices or UUIDs); default: CUDA_VISIBLE_DEVICES, else all",
+        ),
+    ] = None,
     allow_unsandboxed: Annotated[
         bool,
         typer.Option(
@@ -93,6 +103,9 @@ def stress(
     err = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
     if runtime not in {"auto", "local", "docker", "singularity"}:
         raise typer.BadParameter("choose auto, local, docker or singularity", param_hint="--runtime")
+    from fedsim.guard.nvml import select_gpus
+
+    select_gpus(gpus)  # SpecError (exit 2) for a GPU NVML does not see
     if benchmark is None and (DEFAULT_BENCHMARK / "benchmark.yaml").is_file():
         benchmark = DEFAULT_BENCHMARK
     dims = _ints(shape, "shape", 3)

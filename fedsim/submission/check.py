@@ -24,10 +24,12 @@ from fedsim.cube import CubeSpec, image_only_cube
 from fedsim.errors import RuntimeUnavailable, SpecError
 from fedsim.executors.base import Executor
 from fedsim.jobs.job import JobStatus
+from fedsim.runtimes.images import ImageMissing
 from fedsim.runtimes.select import RuntimePool, docker_available, singularity_binary
-from fedsim.submission import dynamic, image, outputs, static
+from fedsim.submission import dynamic, forecast, image, outputs, static
+from fedsim.submission.attempts import attempt_checks
 from fedsim.submission.options import RUNTIMES, CheckOptions
-from fedsim.submission.report import SubmissionReport, failed, passed, skipped
+from fedsim.submission.report import Check, SubmissionReport, failed, passed, skipped
 from fedsim.submission.toydata import CheckData
 
 PhaseSink = Callable[[str, str], None]  # (submission, phase)
@@ -139,9 +141,13 @@ def _container_checks(
     runtime = runtimes.get("docker")
     try:
         tag = runtime.images.ensure(cube, options.base_image)  # type: ignore[attr-defined]
+    except ImageMissing as exc:  # not built (build_strategy pull) and not pullable: the fix names both ways out
+        report.checks.append(failed("build", exc.cause, exc.fix))
+        return False
     except RuntimeUnavailable as exc:
         what = "pull or find" if target.image else "build"
-        report.checks.append(failed("build", f"cannot {what} the image: {exc}", "make `docker build` of the cube work"))
+        fix = "load the image locally (docker load)" if target.image else "fix the Dockerfile where the build failed"
+        report.checks.append(failed("build", f"cannot {what} the image: {exc}", fix))
         return False
     client = runtime.client  # type: ignore[attr-defined]
     attrs = client.images.get(tag).attrs
@@ -257,16 +263,38 @@ def check_submission(
             layout.sandbox, {"predictions", "cwd"}, layout.data, data_before, result.containment not in (None, "none")
         )
     )
+    report.checks += attempt_checks(result.log, ran=ok, sandboxed=result.containment not in (None, "none"))
     if ok:
         _metrics(report, layout.predictions, data)
     else:
         report.checks.append(skipped("metrics", "the run failed"))
+    report.checks.append(_forecast(report, options, data, result.duration_s if ok else None))
     if report.verdict == "PASS" and not options.keep:
         with contextlib.suppress(OSError):
             shutil.rmtree(root)
         report.work_dir = report.log = None
     report.check_duration_s = time.monotonic() - started
     return report
+
+
+def _forecast(report: SubmissionReport, options: CheckOptions, data: CheckData, duration_s: float | None) -> Check:
+    """Each site's predicted time and memory headroom (:mod:`.forecast`), from this run's measurements."""
+    if not options.sites:
+        return forecast.forecast_skipped("no benchmark sites to forecast for")
+    if duration_s is None or not data.cases:
+        return forecast.forecast_skipped("the run failed: nothing measured")
+    voxels, shape = forecast.input_grid(data.data_dir, data.cases)
+    measured = forecast.Measured(
+        duration_s=duration_s,
+        num_cases=len(data.cases),
+        case_seconds=tuple(report.case_seconds.values()),
+        voxels=voxels,
+        shape=shape,
+        peak_ram_bytes=report.peak_rss_bytes,
+        peak_gpu_bytes=report.peak_gpu_memory_bytes,
+    )
+    report.forecast = forecast.forecast(measured, list(options.sites))
+    return forecast.forecast_check(report.forecast)
 
 
 def _sandbox_reason() -> str:

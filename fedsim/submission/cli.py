@@ -1,20 +1,24 @@
 """``fedsim check-submission`` and ``fedsim dry-run``; registered by :func:`register` from ``fedsim.cli``.
 
 Heavy imports live inside the command functions so ``fedsim --help`` stays fast. Exit codes of
-check-submission: 0 PASS, 1 FAIL, 2 fedsim itself could not run the check.
+check-submission: 0 PASS and PASS with warnings (WARN: the federation would accept it), 1 FAIL (it would fail
+the cube or score cases as missing), 2 fedsim itself could not run the check.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from fedsim.report.console import stop_on_interrupt
+from fedsim.report.jsonout import emit_json, json_on_stdout, to_stdout
 from fedsim.submission.options import (
     MAX_IMAGE_GB,
     OFFICIAL_GPU_MEMORY_GB,
@@ -42,6 +46,46 @@ LabelsOpt = Annotated[Path | None, typer.Option("--labels", help="labels of prep
 CasesOpt = Annotated[int, typer.Option("--cases", min=1, max=50, help="number of synthetic toy cases")]
 WorkOpt = Annotated[Path | None, typer.Option("--work-dir", help="where data copies, outputs and logs go")]
 BaseOpt = Annotated[str | None, typer.Option("--base-image", help="BASE_IMAGE build argument (a site's mirror)")]
+GpusOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--gpus",
+        metavar="LIST",
+        help="the GPUs checks may use, e.g. 0,1 (NVML indices or UUIDs); default: CUDA_VISIBLE_DEVICES, else all",
+    ),
+]
+
+
+def _select_gpus(gpus: str | None) -> None:
+    from fedsim.guard.nvml import select_gpus
+
+    select_gpus(gpus)  # SpecError (exit 2) for a GPU NVML does not see
+
+
+BenchmarkOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--benchmark",
+        help="benchmark dir (or benchmark.yaml) whose sites the time-budget forecast covers (default: the bundled one)",
+    ),
+]
+
+
+def _site_budgets(benchmark: Path | None, out: Any) -> tuple[Any, ...]:
+    """The sites (cases, limits) of ``--benchmark`` or the bundled benchmark for the forecast; a broken
+    ``--benchmark`` is a configuration error (exit 2), a missing bundled one only skips the forecast."""
+    from fedsim.submission.forecast import load_site_budgets
+
+    if benchmark is None:
+        try:
+            from fedsim.bundled import BENCHMARK as bundled
+        except ImportError:  # a checkout without the packaged benchmark
+            bundled = Path("benchmarks/fets2022-task2")
+        if not (bundled / "benchmark.yaml").is_file():
+            out.print("note: no bundled benchmark found: no time-budget forecast (give --benchmark DIR)")
+            return ()
+        benchmark = bundled
+    return tuple(load_site_budgets(benchmark))
 
 
 def _consoles() -> tuple[Any, Any]:
@@ -78,6 +122,7 @@ def refuse_unsandboxed(options: Any) -> None:
 
 def register(app: typer.Typer) -> None:
     @app.command("check-submission")
+    @json_on_stdout("json_out")
     def check_submission_cmd(
         submission: Annotated[str, typer.Argument(help="MLCube folder (or its mlcube.yaml), or a docker image")],
         data: DataOpt = None,
@@ -89,12 +134,21 @@ def register(app: typer.Typer) -> None:
         output_mb_per_case: OutputOpt = OUTPUT_MB_PER_CASE,
         max_image_gb: ImageOpt = MAX_IMAGE_GB,
         cases: CasesOpt = 2,
-        json_out: Annotated[Path | None, typer.Option("--json", help="write the full report as JSON")] = None,
+        json_out: Annotated[
+            Path | None,
+            typer.Option(
+                "--json", metavar="FILE", help="write the full report as JSON ('-': on stdout, the rest on stderr)"
+            ),
+        ] = None,
         work_dir: WorkOpt = None,
         base_image: BaseOpt = None,
         keep: Annotated[bool, typer.Option("--keep", help="keep the work directory of a passing check")] = False,
+        gpus: GpusOpt = None,
+        benchmark: BenchmarkOpt = None,
     ) -> None:
-        """Will the federation accept this submission? Static checks, a run on toy cases, output validation."""
+        """Will the federation accept this submission? Static checks, a run on toy cases, output validation,
+        and each site's time and memory headroom. Exit 0: PASS or PASS with warnings; 1: FAIL; 2: fedsim could
+        not run the check."""
         from fedsim.executors.local import LocalExecutor
         from fedsim.store import write_json_atomic
         from fedsim.submission.check import check_submission, resolve_target
@@ -116,7 +170,9 @@ def register(app: typer.Typer) -> None:
             allow_unsandboxed=True,  # one's own cube: without docker or bubblewrap it runs plainly, and says so
         )
         with _as_exit_2(err):
+            _select_gpus(gpus)
             target = resolve_target(submission)
+            options = replace(options, sites=_site_budgets(benchmark, out))
             if data is not None:
                 check_data = user_data(data, labels, (work_dir or Path.cwd()).resolve() / ".fedsim-check-data")
             else:
@@ -133,13 +189,16 @@ def register(app: typer.Typer) -> None:
                     stop_event=stop,
                 )
         out.print(report_view(report))
-        if json_out is not None:
+        if to_stdout(json_out):
+            emit_json(report.to_dict())
+        elif json_out is not None:
             write_json_atomic(json_out, report.to_dict())
             out.print(f"wrote {json_out}", highlight=False)
-        if report.verdict != "PASS":
+        if not report.accepted:
             raise typer.Exit(1)
 
     @app.command("dry-run")
+    @json_on_stdout("json_out")
     def dry_run_cmd(
         submissions: Annotated[Path, typer.Argument(help="a folder of MLCube folders, or a YAML list of cubes/images")],
         out_dir: Annotated[Path, typer.Option("--out", help="where dry_run.csv and dry_run.json go")] = Path("dry-run"),
@@ -154,8 +213,19 @@ def register(app: typer.Typer) -> None:
         cases: CasesOpt = 2,
         work_dir: WorkOpt = None,
         base_image: BaseOpt = None,
+        jobs: Annotated[
+            int | None,
+            typer.Option("--jobs", "-j", min=1, metavar="N", help="checks in flight (default: 2 × CPUs)"),
+        ] = None,
         max_parallel: Annotated[
-            int | None, typer.Option("--max-parallel", min=1, help="checks in flight (default: 2 × CPUs)")
+            int | None, typer.Option("--max-parallel", min=1, hidden=True, help="old name of --jobs")
+        ] = None,
+        gpus: GpusOpt = None,
+        json_out: Annotated[
+            Path | None,
+            typer.Option(
+                "--json", metavar="FILE", help="also write every report as JSON ('-': on stdout, the rest on stderr)"
+            ),
         ] = None,
         allow_unsandboxed: Annotated[
             bool,
@@ -165,11 +235,12 @@ def register(app: typer.Typer) -> None:
                 "processes (no containment)",
             ),
         ] = False,
+        benchmark: BenchmarkOpt = None,
     ) -> None:
         """Check every submission concurrently (as GPUs, RAM and CPUs allow); a table plus CSV/JSON exports."""
         from fedsim.submission.dryrun import DryRunProgress, dry_run, load_submissions, write_exports
         from fedsim.submission.options import CheckOptions
-        from fedsim.submission.render import dry_run_table
+        from fedsim.submission.render import dry_run_table, forecast_table
         from fedsim.submission.toydata import toy_data, user_data
 
         out, err = _consoles()
@@ -185,8 +256,10 @@ def register(app: typer.Typer) -> None:
             allow_unsandboxed=allow_unsandboxed,
         )
         with _as_exit_2(err):
+            _select_gpus(gpus)
             targets = load_submissions(submissions)
             refuse_unsandboxed(options)
+            options = replace(options, sites=_site_budgets(benchmark, out))
             check_data = toy_data(cases) if data is None else user_data(data, labels, out_dir.resolve() / "data")
             out.print(
                 f"dry run of {len(targets)} submissions on {check_data.description} "
@@ -195,10 +268,24 @@ def register(app: typer.Typer) -> None:
             )
             with stop_on_interrupt(err, "checks") as stop, DryRunProgress(out, [t.name for t in targets]) as progress:
                 reports = dry_run(
-                    targets, options, check_data, on_phase=progress, stop_event=stop, max_parallel=max_parallel
+                    targets, options, check_data, on_phase=progress, stop_event=stop, max_parallel=jobs or max_parallel
                 )
             out.print(dry_run_table(reports))
+            # the forecast of the submissions the federation would accept (the JSON has every one's)
+            forecasts = [r for r in reports if r.accepted and r.forecast is not None and r.forecast.sites]
+            if forecasts:
+                out.print(forecast_table(forecasts))
+                out.print(f"forecast: {forecasts[0].forecast.method}", highlight=False, soft_wrap=True)
             for path in write_exports(reports, out_dir):
                 out.print(f"wrote {path}", highlight=False)
+            if json_out is not None:
+                document = json.loads((out_dir / "dry_run.json").read_text(encoding="utf-8"))
+                if to_stdout(json_out):
+                    emit_json(document)
+                else:
+                    from fedsim.store import write_json_atomic
+
+                    write_json_atomic(json_out, document)
+                    out.print(f"wrote {json_out}", highlight=False)
         if stop.is_set():
             raise typer.Exit(130)

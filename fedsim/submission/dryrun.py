@@ -36,6 +36,9 @@ CSV_COLUMNS = (
     "runtime",
     "target",
     "containment",
+    "warnings",
+    "time_headroom_pct",
+    "tightest_site",
 )
 
 
@@ -145,9 +148,21 @@ def csv_text(reports: list[SubmissionReport]) -> str:
                 r.runtime,
                 r.target,
                 r.containment,
+                " | ".join(f"{c.name}: {c.cause}" for c in r.warnings),
+                *_tightest(r),
             ]
         )
     return buf.getvalue()
+
+
+def _tightest(report: SubmissionReport) -> tuple[str, str]:
+    """The smallest time headroom over the forecast's sites (in %) and that site; empty without a forecast."""
+    sites = report.forecast.sites if report.forecast is not None else ()
+    known = [s for s in sites if s.time_margin_pct is not None]
+    if not known:
+        return "", ""
+    worst = min(known, key=lambda s: s.time_margin_pct)
+    return f"{worst.time_margin_pct:.1f}", worst.site
 
 
 def write_exports(reports: list[SubmissionReport], out_dir: Path) -> list[Path]:
@@ -159,7 +174,7 @@ def write_exports(reports: list[SubmissionReport], out_dir: Path) -> list[Path]:
     tmp = csv_path.with_name(csv_path.name + ".partial")
     tmp.write_text(csv_text(reports), encoding="utf-8")
     os.replace(tmp, csv_path)
-    counts = {v: sum(r.verdict == v for r in reports) for v in ("PASS", "FAIL", "ERROR")}
+    counts = {v: sum(r.verdict == v for r in reports) for v in ("PASS", "WARN", "FAIL", "ERROR")}
     write_json_atomic(json_path, {"counts": counts, "submissions": [r.to_dict() for r in reports]})
     return [csv_path, json_path]
 
@@ -179,7 +194,7 @@ class DryRunProgress(LiveDisplay):
         with self._lock:
             now = time.monotonic()
             _, since, _ = self._state.get(name, ("queued", now, None))
-            final = phase in {"PASS", "FAIL", "ERROR"}
+            final = phase in {"PASS", "WARN", "FAIL", "ERROR"}
             if self._state.get(name, ("queued",))[0] == "queued":
                 since = now
             self._state[name] = (phase, since, now - since if final else None)

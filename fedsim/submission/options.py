@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fedsim.submission.forecast import SiteBudget
 
 # FeTS 2022 (docs/fets-contract.md): one 11 GB GPU, 40 GB RAM, num_cases * 180 s; as ResourceLimits' defaults.
 OFFICIAL_TIMEOUT_PER_CASE_S = 180.0
@@ -32,6 +36,8 @@ class CheckOptions:
     # where neither docker nor the bubblewrap sandbox can run, run the submission as a plain host process: yes for
     # check-submission (one's own cube; the report says so), no for dry-run unless --allow-unsandboxed
     allow_unsandboxed: bool = False
+    # the benchmark's sites for the time-budget forecast (their cases and limits); none: the forecast is skipped
+    sites: tuple[SiteBudget, ...] = ()
 
     def limits(self) -> dict[str, float]:
         return {

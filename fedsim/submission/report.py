@@ -9,6 +9,7 @@ from enum import Enum
 from typing import Any
 
 GiB = 1024**3
+VERDICT_TEXT = {"WARN": "PASS with warnings"}
 
 
 class CheckStatus(str, Enum):
@@ -83,23 +84,42 @@ class SubmissionReport:
     notes: list[str] = field(default_factory=list)
     error: str | None = None  # fedsim itself could not check the submission
     check_duration_s: float = 0.0  # the whole check, build and validation included
+    forecast: Any = None  # a fedsim.submission.forecast.Forecast: each site's time and memory headroom
 
     @property
     def verdict(self) -> str:
+        """``PASS``; ``WARN`` — PASS with warnings: the federation would accept it, but see the warnings;
+        ``FAIL``: it would fail the cube or score cases as missing; ``ERROR``: fedsim could not check it."""
         if self.error is not None:
             return "ERROR"
-        return "FAIL" if self.problems else "PASS"
+        if self.problems:
+            return "FAIL"
+        return "WARN" if self.warnings else "PASS"
+
+    @property
+    def verdict_text(self) -> str:
+        return VERDICT_TEXT.get(self.verdict, self.verdict)
+
+    @property
+    def accepted(self) -> bool:
+        """PASS or PASS with warnings (exit code 0)."""
+        return self.verdict in ("PASS", "WARN")
 
     @property
     def problems(self) -> list[Check]:
         return [c for c in self.checks if c.status is CheckStatus.FAILED]
 
     @property
+    def warnings(self) -> list[Check]:
+        return [c for c in self.checks if c.status is CheckStatus.WARNING]
+
+    @property
     def reason(self) -> str:
-        """The first problem (checks run from the cheapest to the most expensive), or the error."""
+        """The first problem (checks run from the cheapest to the most expensive), or the error; for a PASS with
+        warnings, the first warning."""
         if self.error is not None:
             return self.error
-        first = self.problems[:1]
+        first = (self.problems or self.warnings)[:1]
         return f"{first[0].name}: {first[0].cause}" if first else ""
 
     @property
@@ -117,7 +137,9 @@ class SubmissionReport:
             "submission": self.submission,
             "target": self.target,
             "verdict": self.verdict,
+            "accepted": self.accepted,
             "reason": self.reason,
+            "warnings": [f"{c.name}: {c.cause}" for c in self.warnings],
             "runtime": self.runtime,
             "containment": self.containment,
             "limits": dict(self.limits),
@@ -131,6 +153,7 @@ class SubmissionReport:
             },
             "peaks": {"ram_bytes": self.peak_rss_bytes, "gpu_memory_bytes": self.peak_gpu_memory_bytes},
             "metrics_mean": {k: _round(v) for k, v in self.metrics.items()},
+            "forecast": None if self.forecast is None else self.forecast.to_dict(),
             "checks": [c.to_dict() for c in self.checks],
             "log": self.log,
             "work_dir": self.work_dir,

@@ -106,15 +106,19 @@ def test_dry_run_table_and_exports(docker_dry_run: tuple[Any, Path]) -> None:
     header = next(i for i, ln in enumerate(lines) if "submission" in ln and "verdict" in ln)
     for col in ("reason", "s/case", "peak GPU", "peak RAM"):
         assert col in lines[header]
-    rows = [ln for ln in lines[header + 1 :] if ln.split("│")[0].strip() in DOCKER_EXPECTED]
+    forecast = next(i for i, ln in enumerate(lines) if ln.startswith("time-budget forecast"))
+    rows = [ln for ln in lines[header + 1 : forecast] if ln.split("│")[0].strip() in DOCKER_EXPECTED]
     assert len(rows) == len(DOCKER_EXPECTED)
+    # the forecast: a row per site of the bundled benchmark for every submission whose run succeeded
+    per_site = {(c[0].strip(), c[1].strip()) for c in (ln.split("│") for ln in lines[forecast:]) if len(c) > 2}
+    assert {("toy_valid", s) for s in ("site_a", "site_b", "site_c")} <= per_site
     verdicts = {ln.split("│")[0].strip(): ln.split("│")[1].strip() for ln in rows}
     assert verdicts == {n: "PASS" if w is None else "FAIL" for n, w in DOCKER_EXPECTED.items()}
     with open(out / "dry_run.csv", newline="") as fh:
         table = list(csv.DictReader(fh))
     assert [r["submission"] for r in table] == sorted(DOCKER_EXPECTED)
     assert all(float(r["seconds_per_case"]) > 0 for r in table)
-    assert json.loads((out / "dry_run.json").read_text())["counts"] == {"PASS": 2, "FAIL": 11, "ERROR": 0}
+    assert json.loads((out / "dry_run.json").read_text())["counts"] == {"PASS": 2, "WARN": 0, "FAIL": 11, "ERROR": 0}
 
 
 @pytest.mark.docker

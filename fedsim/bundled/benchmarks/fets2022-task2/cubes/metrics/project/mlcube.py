@@ -54,10 +54,14 @@ def write_results(path: Path, results: dict[str, dict[str, Any]]) -> None:
 
 def evaluate(args: argparse.Namespace) -> int:
     metric_set, params = read_parameters(Path(args.parameters_file))
-    results = evaluate_dir(Path(args.predictions), Path(args.labels), metric_set, params)
+    problems: dict[str, list[str]] = {}
+    results = evaluate_dir(Path(args.predictions), Path(args.labels), metric_set, params, problems)
     write_results(Path(args.output_path), results)
-    n_missing = sum(1 for row in results.values() if row.get("missing_pred"))
-    print(f"evaluated {len(results)} cases ({metric_set}), {n_missing} missing or unusable predictions")
+    n_penalty = sum(1 for row in results.values() if row.get("missing_pred"))
+    split = f" ({n_penalty} scored with the penalty row, {len(problems) - n_penalty} as written)" if problems else ""
+    print(f"evaluated {len(results)} cases ({metric_set}), {len(problems)} missing or unusable predictions{split}")
+    for case, found in problems.items():
+        print(f"  {case}: {'; '.join(found)}")
     return 0
 
 
