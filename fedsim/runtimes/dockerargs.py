@@ -82,6 +82,17 @@ def _value(key: str, raw: str) -> Any:
     return raw
 
 
+def _option_value(
+    words: list[str], i: int, inline: str | None, what: str, file: str | None, source: str
+) -> tuple[str, int]:
+    """An option's value: ``--opt=value`` or the next word; returns it and the index of the word it ended at."""
+    if inline is not None:
+        return inline, i
+    if i + 1 < len(words):
+        return words[i + 1], i + 1
+    raise SpecError(f"{what} needs a value", file=file, field=source)
+
+
 def parse_run_fragment(fragment: str, *, source: str, file: str | None = None, untrusted: bool = False) -> RunOptions:
     """Parse a ``docker run`` fragment (``"--gpus all --shm-size=1g -e A=1"``) into :class:`RunOptions`."""
     out = RunOptions()
@@ -105,13 +116,7 @@ def parse_run_fragment(fragment: str, *, source: str, file: str | None = None, u
             )
         key, takes_value, repeatable = _RUN_OPTIONS[flag]
         if takes_value:
-            if eq:
-                raw = inline
-            elif i + 1 < len(words):
-                i += 1
-                raw = words[i]
-            else:
-                raise SpecError(f"docker option {flag} needs a value", file=file, field=source)
+            raw, i = _option_value(words, i, inline if eq else None, f"docker option {flag}", file, source)
             words_used = [f"{flag}={raw}"]
         else:
             raw, words_used = "true", [flag]
@@ -169,13 +174,9 @@ def parse_build_args(value: dict[str, str] | str, *, file: str | None = None) ->
                 file=file,
                 field="docker.build_args",
             )
-        if eq:
-            raw = inline
-        elif i + 1 < len(words):
-            i += 1
-            raw = words[i]
-        else:
-            raise SpecError(f"docker build option {flag} needs a value", file=file, field="docker.build_args")
+        raw, i = _option_value(
+            words, i, inline if eq else None, f"docker build option {flag}", file, "docker.build_args"
+        )
         i += 1
         if flag == "--build-arg":
             k, _, v = raw.partition("=")
