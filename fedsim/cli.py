@@ -244,7 +244,10 @@ def run_benchmark_cmd(
         report_writer=_write_html_report,
     )
     check_run_ids(options)  # a run id is a plain name in --runs-dir (exit 2)
-    bench, site_specs, cubes = prepare_run(resume_options(options) if resume else options)  # validate first
+    if resume:
+        options = resume_options(options)
+    prepared = prepare_run(options)  # validate first; run_benchmark takes it as it is
+    bench, site_specs, cubes = prepared
     check_containment(site_specs, cubes, options)  # refuse unsandboxed submissions before any output
     out.print(
         f"benchmark [bold]{bench.name}[/]: {len(site_specs)} sites × {len(bench.models)} models "
@@ -264,6 +267,7 @@ def run_benchmark_cmd(
             stop_event=stop,
             on_plan=progress.plan,
             on_build=progress.build,
+            prepared=prepared,
         )
     out.print(final_table(report))
     if report.ranking is not None:

@@ -141,7 +141,7 @@ def job_overhead(client: Any, jobs: int) -> None:
                 pinned={"data_path", "output_path"},
                 labels={"fedsim.run": run, "fedsim.job": f"noop-{i}"},
             )
-            inv.create_outputs()
+            inv.create_directories()
             start = time.perf_counter()
             handle = runtime.launch(inv, tmp / "logs" / f"{runtime.name}-{i}.log", tmp / "work")
             try:
@@ -161,7 +161,7 @@ def job_overhead(client: Any, jobs: int) -> None:
             isolation=Isolation(untrusted=True, ram_bytes=2 * 1024**3),
             pinned={"data_path", "output_path"},
         )
-        inv0.create_outputs()
+        inv0.create_directories()
         cfg = container_config(inv0, NOOP_TAG, docker_rt.user)
 
         def raw_same() -> float:

@@ -131,7 +131,7 @@ def per_job(tmp: Path, jobs: int, max_extra_ms: float) -> bool:
             isolation=Isolation(untrusted=runtime is boxed, ram_bytes=2 * 1024**3),
             pinned={"data_path", "output_path"},
         )
-        inv.create_outputs()
+        inv.create_directories()
         return runtime.argv(inv)
 
     def timed_bare(argv: list[str]) -> float:

@@ -69,7 +69,7 @@ def main() -> int:
                 isolation=Isolation(untrusted=True, ram_bytes=2 * 1024**3),
                 pinned={"data_path", "output_path"},
             )
-            inv.create_outputs()
+            inv.create_directories()
             start = time.perf_counter()
             handle = runtime.launch(inv, tmp / "logs" / f"{tag}-{i}.log", tmp / "work")
             try:

@@ -95,12 +95,6 @@ class Invocation:
         for p in self.parameters:
             p.host_dir.mkdir(parents=True, exist_ok=True)
 
-    def create_outputs(self) -> None:
-        """Create output directories (and parents of output files): what a job owns before it starts."""
-        for p in self.parameters:
-            if p.io == "output":
-                p.host_dir.mkdir(parents=True, exist_ok=True)
-
     def host_args(self) -> list[str]:
         """``--name=host_path`` arguments for runtimes without containers."""
         return [f"--{p.name}={p.host_path}" for p in self.parameters]

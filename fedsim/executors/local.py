@@ -32,7 +32,6 @@ class LocalExecutor(Executor):
         self,
         max_jobs: int | None = None,
         *,
-        max_sites: int | None = None,
         nvml: NvmlBackend | object | None = _AUTO,
         sampler_hz: float = 50.0,
         cpus: int | None = None,
@@ -42,9 +41,8 @@ class LocalExecutor(Executor):
         self.nvml: NvmlBackend | None = backend  # type: ignore[assignment]
         self.sampler = GpuSampler(self.nvml, hz=sampler_hz) if self.nvml is not None else None
         self.resources = ResourcePool(self.nvml.devices() if self.nvml else [], cpus=cpus)
-        # jobs at once over all sites: at most one per CPU slot (``max_sites``: the former name of the limit)
-        self.max_jobs = min(max_jobs or max_sites or self.resources.cpus, self.resources.cpus)
-        self.max_sites = self.max_jobs  # callers that size their own thread pools by it (stress)
+        # jobs at once over all sites: at most one per CPU slot
+        self.max_jobs = min(max_jobs or self.resources.cpus, self.resources.cpus)
         self._admitted: dict[str, Grant] = {}
         self._lock = threading.Lock()
 

@@ -55,6 +55,7 @@ def infer_job(
     base_image: str | None = None,
     run_id: str = "",
     allow_unsandboxed: bool = False,
+    validate_outputs: bool = True,
 ) -> Job:
     """A submission's ``infer``: only the federation's keys, untrusted, its predictions cleaned before a rerun."""
     return Job(
@@ -75,4 +76,5 @@ def infer_job(
         base_image=base_image,
         run_id=run_id,
         allow_unsandboxed=allow_unsandboxed,
+        validate_outputs=validate_outputs,
     )

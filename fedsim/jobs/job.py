@@ -34,6 +34,23 @@ class JobStatus(str, Enum):
     def finished_ok(self) -> bool:
         return self is JobStatus.SUCCEEDED
 
+    @property
+    def failed(self) -> bool:
+        """Finished without success by itself (not skipped or interrupted because of something else)."""
+        return self in FAILED_STATUSES
+
+
+# the statuses of a job that ran and did not succeed: it failed, timed out or broke a limit
+FAILED_STATUSES = frozenset(
+    {
+        JobStatus.FAILED,
+        JobStatus.TIMEOUT,
+        JobStatus.RAM_EXCEEDED,
+        JobStatus.GPU_MEMORY_EXCEEDED,
+        JobStatus.OUTPUT_EXCEEDED,
+    }
+)
+
 
 @dataclass(frozen=True)
 class JobLimits:
@@ -87,6 +104,8 @@ class Job:
     # emptied before this job runs when the job it depends on failed (a failed model's predictions: the metrics
     # cube then scores every case with the penalty row); the scheduler needs no cube's parameter names
     voided_inputs: tuple[Path, ...] = ()
+    # a successful infer's predictions are checked case by case (check-submission checks them itself, in detail)
+    validate_outputs: bool = True
     base_image: str | None = None
     gpu_ids: tuple[str, ...] = ()  # assigned by the executor when the job starts
     run_id: str = ""

@@ -56,7 +56,13 @@ def _params_file(choice: Path | str | None, generated: Path) -> Path | None:
 
 
 def plan_site(
-    bench: BenchmarkSpec, site: SiteSpec, raw_data: Path, cubes: Cubes, run: RunDirectory, runtime: str | None
+    bench: BenchmarkSpec,
+    site: SiteSpec,
+    raw_data: Path,
+    cubes: Cubes,
+    run: RunDirectory,
+    runtime: str | None,
+    allow_unsandboxed: bool = False,
 ) -> SitePlan:
     d = run.site(site.name)
     rt = runtime or site.runtime
@@ -81,6 +87,7 @@ def plan_site(
             base_image=base_image,
             run_id=run.run_id,
             sandbox=bench.sandbox_trusted_cubes,
+            allow_unsandboxed=allow_unsandboxed,
             **kw,  # type: ignore[arg-type]
         )
 
@@ -126,6 +133,7 @@ def plan_site(
                 workdir=d.work / f"infer.{model.name}",
                 base_image=base_image,
                 run_id=run.run_id,
+                allow_unsandboxed=allow_unsandboxed,
             )
         )
     for model in bench.models:
@@ -150,6 +158,8 @@ def plan(
     cubes: Cubes,
     run: RunDirectory,
     runtime: str | None = None,
+    allow_unsandboxed: bool = False,
 ) -> list[SitePlan]:
-    """Jobs for every site, in order; ``runtime`` overrides each site's own runtime when given."""
-    return [plan_site(bench, site, raw, cubes, run, runtime) for site, raw in sites]
+    """Jobs for every site, in order; ``runtime`` overrides each site's own runtime when given;
+    ``allow_unsandboxed``: every job may run as a plain host process where no sandbox can run."""
+    return [plan_site(bench, site, raw, cubes, run, runtime, allow_unsandboxed) for site, raw in sites]

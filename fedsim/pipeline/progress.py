@@ -15,17 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from fedsim.jobs.job import Job, JobResult, JobStatus
-
-FAILED = frozenset(
-    {
-        JobStatus.FAILED,
-        JobStatus.TIMEOUT,
-        JobStatus.RAM_EXCEEDED,
-        JobStatus.GPU_MEMORY_EXCEEDED,
-        JobStatus.OUTPUT_EXCEEDED,
-    }
-)
+from fedsim.jobs.job import FAILED_STATUSES, Job, JobResult, JobStatus
 
 
 @dataclass(frozen=True)
@@ -91,11 +81,13 @@ class ProgressModel:
         self._jobs: dict[str, Job] = {}  # the jobs this run settles, in plan order
         self._running: dict[str, tuple[Job, float]] = {}  # key → (job, started at), in start order
         self._finished: dict[str, JobResult] = {}  # key → result, in finishing order
+        self._estimate: Callable[[Job], float | None] | None = None  # from the plan and _finished; None: stale
         if plan is not None:
             self.set_plan(plan)
 
     def set_plan(self, plan: RunPlan) -> None:
         self.plan = plan
+        self._estimate = None
         for job in plan.jobs:
             if job.key not in plan.done:
                 self._jobs.setdefault(job.key, job)
@@ -105,6 +97,7 @@ class ProgressModel:
     def started(self, job: Job, now: float) -> None:
         self._jobs.setdefault(job.key, job)
         self._finished.pop(job.key, None)
+        self._estimate = None
         self._running[job.key] = (job, now)
 
     def finished(self, job: Job, result: JobResult) -> None:
@@ -112,6 +105,7 @@ class ProgressModel:
         self._running.pop(job.key, None)
         self._finished.pop(job.key, None)
         self._finished[job.key] = result
+        self._estimate = None
 
     # -- queries -----------------------------------------------------------------------------------------
 
@@ -120,7 +114,7 @@ class ProgressModel:
         for res in self._finished.values():
             if res.status is JobStatus.SUCCEEDED:
                 by["succeeded"] += 1
-            elif res.status in FAILED:
+            elif res.status in FAILED_STATUSES:
                 by["failed"] += 1
             elif res.status is JobStatus.SKIPPED:
                 by["skipped"] += 1
@@ -141,6 +135,12 @@ class ProgressModel:
         return [(self._jobs[k], r) for k, r in reversed(self._finished.items())]
 
     def _estimator(self) -> Callable[[Job], float | None]:
+        """The duration estimator, built again only after the plan or the finished jobs changed."""
+        if self._estimate is None:
+            self._estimate = self._build_estimator()
+        return self._estimate
+
+    def _build_estimator(self) -> Callable[[Job], float | None]:
         known = dict(self.plan.expected) if self.plan is not None else {}
         by_name: dict[str, list[float]] = {}
         by_kind: dict[str, list[float]] = {}
@@ -200,4 +200,4 @@ class ProgressModel:
         return Eta(seconds, partial=unknown > 0)
 
 
-__all__ = ["FAILED", "Counts", "Eta", "PlanSink", "ProgressModel", "RunPlan", "duration_text"]
+__all__ = ["Counts", "Eta", "PlanSink", "ProgressModel", "RunPlan", "duration_text"]

@@ -9,48 +9,27 @@ are kept. Pure: plans and records in, job keys out.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 
-from fedsim.jobs.job import Job, JobKind, JobResult, JobStatus
+from fedsim.jobs.job import FAILED_STATUSES, JobResult, JobStatus
+from fedsim.pipeline.graph import JobGraph
 from fedsim.pipeline.plan import SitePlan
 
-DATA_PREP_KINDS = frozenset({JobKind.PREPARE, JobKind.SANITY_CHECK, JobKind.STATISTICS})
-MODEL_KINDS = frozenset({JobKind.INFER, JobKind.EVALUATE})
-RETRY_STATUSES = frozenset(
-    {
-        JobStatus.FAILED,
-        JobStatus.TIMEOUT,
-        JobStatus.RAM_EXCEEDED,
-        JobStatus.GPU_MEMORY_EXCEEDED,
-        JobStatus.OUTPUT_EXCEEDED,
-        JobStatus.SKIPPED,
-        JobStatus.INTERRUPTED,
-    }
-)
-
-
-def dependants(jobs: Sequence[Job], index: int) -> set[str]:
-    """Keys of the jobs of one site (in plan order) that consume what ``jobs[index]`` produced."""
-    job = jobs[index]
-    if job.kind in DATA_PREP_KINDS:
-        later_prep = {j.key for j in jobs[index + 1 :] if j.kind in DATA_PREP_KINDS}
-        return later_prep | {j.key for j in jobs if j.kind in MODEL_KINDS}
-    if job.kind is JobKind.INFER:
-        return {j.key for j in jobs if j.kind is JobKind.EVALUATE and j.model == job.model}
-    return set()
+RETRY_STATUSES = FAILED_STATUSES | {JobStatus.SKIPPED, JobStatus.INTERRUPTED}
 
 
 def retry_keys(plans: Iterable[SitePlan], done: Mapping[str, JobResult]) -> set[str]:
-    """Keys of the finished jobs ``--retry-failed`` runs again: the unsuccessful ones and their dependants."""
+    """Keys of the finished jobs ``--retry-failed`` runs again: the unsuccessful ones and their dependants (the
+    transitive closure over the job graph's edges, :class:`~fedsim.pipeline.graph.JobGraph`)."""
+    graph = JobGraph.from_plans(plans)
     rerun: set[str] = set()
-    for site_plan in plans:
-        jobs = list(site_plan.jobs)
-        for i, job in enumerate(jobs):
-            record = done.get(job.key)
-            if record is not None and record.status in RETRY_STATUSES:
-                rerun.add(job.key)
-                rerun |= dependants(jobs, i)
+    stack = [k for k in graph.nodes if k in done and done[k].status in RETRY_STATUSES]
+    while stack:
+        key = stack.pop()
+        if key not in rerun:
+            rerun.add(key)
+            stack.extend(graph.dependants[key])
     return {k for k in rerun if k in done}  # a job without a record runs anyway
 
 
-__all__ = ["RETRY_STATUSES", "dependants", "retry_keys"]
+__all__ = ["RETRY_STATUSES", "retry_keys"]

@@ -17,7 +17,7 @@ from typing import Any
 
 from fedsim import __version__
 from fedsim.cube import CubeSpec, image_only_cube, load_cube
-from fedsim.errors import RuntimeUnavailable, SpecError, StoreError
+from fedsim.errors import SpecError, StoreError
 from fedsim.executors.base import Executor
 from fedsim.executors.local import LocalExecutor
 from fedsim.jobs.job import JobKind, JobResult, JobStatus
@@ -29,7 +29,7 @@ from fedsim.pipeline.retry import retry_keys
 from fedsim.pipeline.scheduler import EventSink, capacity, run_all
 from fedsim.pipeline.sitedata import ensure_site_data, needs_synthesis
 from fedsim.runtimes.orphans import kill_orphans
-from fedsim.runtimes.select import Unsandboxed, choose
+from fedsim.runtimes.select import refuse_unsandboxed
 from fedsim.spec import BenchmarkSpec, SiteSpec, load_benchmark, load_sites
 from fedsim.store import RunDirectory, new_run_id, write_json_atomic, write_yaml_atomic
 from fedsim.store.ledger import Ledger, recorded_durations
@@ -212,9 +212,9 @@ def write_summary(report: RunReport, started_wall: float) -> None:
     )
 
 
-def output_problem_counts(results: list[JobResult]) -> dict[str, Any]:
+def output_problem_counts(results: list[Any]) -> dict[str, Any]:
     """Invalid predictions of succeeded infers (each job's ``output_problems`` holds the details): the cases
-    in all, per model and per model and site."""
+    in all, per model and per model and site. ``results``: JobResults, or the report's JobRows of a summary."""
     by_model: dict[str, int] = {}
     by_site: dict[str, dict[str, int]] = {}
     for r in results:
@@ -253,14 +253,10 @@ def prepare_run(options: RunOptions) -> tuple[BenchmarkSpec, list[SiteSpec], Cub
 def check_containment(sites: list[SiteSpec], cubes: Cubes, options: RunOptions) -> None:
     """Refuse a run whose submissions would run as plain host processes before anything starts (one line,
     exit 2, naming the fixes), unless ``allow_unsandboxed``. Other runtime problems are each job's to report."""
-    for site in sites:
-        for cube in cubes.models.values():
-            try:
-                choose(options.runtime or site.runtime, cube, sandbox=True, allow_unsandboxed=options.allow_unsandboxed)
-            except Unsandboxed:
-                raise
-            except RuntimeUnavailable:
-                continue
+    refuse_unsandboxed(
+        ((options.runtime or site.runtime, cube) for site in sites for cube in cubes.models.values()),
+        allow_unsandboxed=options.allow_unsandboxed,
+    )
 
 
 def check_run_ids(options: RunOptions) -> None:
@@ -290,7 +286,8 @@ def earlier_durations(runs_dir: Path, benchmark: str, exclude: str | None = None
 
 
 def resume_options(options: RunOptions) -> RunOptions:
-    """Options of a resumed run: the benchmark and sites exactly as the run recorded them."""
+    """Options of a resumed run: the benchmark and sites exactly as the run recorded them. Its id is one
+    :func:`check_run_ids` accepted (every caller checks it first)."""
     assert options.resume is not None
     run = RunDirectory((options.runs_dir / check_run_id(options.resume, "--resume")).resolve())
     if not (run.root / Ledger.FILE).is_file():
@@ -313,15 +310,22 @@ def run_benchmark(
     *,
     on_plan: PlanSink | None = None,
     on_build: BuildSink | None = None,
+    prepared: tuple[BenchmarkSpec, list[SiteSpec], Cubes] | None = None,
 ) -> RunReport:
     """Run a benchmark. ``on_plan`` gets the plan before anything runs (:class:`fedsim.pipeline.progress.RunPlan`),
-    ``on_build`` the build phase's events, ``on_event`` every job's start and finish."""
+    ``on_build`` the build phase's events, ``on_event`` every job's start and finish.
+
+    ``prepared``: what the caller already made of ``options`` (the CLI, which validates before any output):
+    it ran :func:`check_run_ids`, :func:`resume_options` (``options`` is then the resumed one),
+    :func:`prepare_run` (its result) and :func:`check_containment`; they are not run again here."""
     say = on_message or (lambda _msg: None)
-    check_run_ids(options)
-    if options.resume:
-        options = resume_options(options)
-    bench, sites, cubes = prepare_run(options)
-    check_containment(sites, cubes, options)
+    if prepared is None:
+        check_run_ids(options)
+        if options.resume:
+            options = resume_options(options)
+        prepared = prepare_run(options)
+        check_containment(prepared[1], prepared[2], options)
+    bench, sites, cubes = prepared
     executor = executor or LocalExecutor(options.max_sites)
     try:
         executor.check_sites(sites)
@@ -333,6 +337,7 @@ def run_benchmark(
         if needs_synthesis(s):
             say(f"synthesising {s.data.synthesize.cases} cases for site {s.name} ...")  # type: ignore[union-attr]
         raw.append((s, ensure_site_data(s)))
+    # the one place a run id becomes a path: it stays inside --runs-dir, whoever called us
     run = RunDirectory((options.runs_dir / check_run_id(options.run_id or new_run_id())).resolve())
     try:
         # Held until this function returns or the process dies: no second run or resume of this directory
@@ -367,9 +372,7 @@ def _run_locked(
 ) -> RunReport:
     """The run proper, while this process holds the run directory's lock."""
     run_id = run.run_id
-    plans = plan(bench, raw, cubes, run, options.runtime)
-    if options.allow_unsandboxed:
-        plans = [replace(p, jobs=tuple(replace(j, allow_unsandboxed=True) for j in p.jobs)) for p in plans]
+    plans = plan(bench, raw, cubes, run, options.runtime, options.allow_unsandboxed)
     if options.resume:
         write_params(run, bench, plans)
     else:

@@ -72,13 +72,13 @@ class RunProgress(LiveDisplay):
     (``__call__``) and renders them: the live view of :mod:`fedsim.report.progress_view` on a terminal, plain lines
     otherwise."""
 
-    def __init__(self, console: Console, jobs: list[Job] | None = None) -> None:
+    def __init__(self, console: Console) -> None:
         self.console = console
         self.live_mode = console.is_terminal
         self._lock = threading.Lock()
         self._flagged: dict[str, str] = {}  # job key -> state label of an infer with invalid predictions
         self._started = time.monotonic()
-        self.model = ProgressModel(RunPlan(tuple(jobs)) if jobs else None)
+        self.model = ProgressModel()
         self.builds = BuildStatus()
         self._live: Live | None = None
 
@@ -166,15 +166,10 @@ def flagged_label(result: JobResult) -> str:
 
 def model_warnings(results: dict[str, list[JobResult]]) -> list[str]:
     """One line per model whose predictions were invalid at some site: how many cases, where, and the first why."""
-    by_model: dict[str, list[JobResult]] = {}
-    for rs in results.values():
-        for r in rs:
-            if r.output_problems:
-                by_model.setdefault(r.model or r.name, []).append(r)
+    from fedsim.report.exports import flagged_models
+
     lines = []
-    for model, flagged in by_model.items():
-        cases = sum(len(r.output_problems) for r in flagged)
-        total = sum(r.num_cases or len(r.output_problems) for r in flagged)
+    for model, (cases, total, flagged) in flagged_models(r for rs in results.values() for r in rs).items():
         sites = ", ".join(r.site for r in flagged)
         first = flagged[0]
         case, found = next(iter(first.output_problems.items()))

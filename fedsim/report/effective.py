@@ -8,9 +8,10 @@ marked as configured rather than observed.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
+
+from fedsim.report.loader import _int, _number
 
 __all__ = ["SiteEffective", "site_effective"]
 
@@ -26,18 +27,6 @@ class SiteEffective:
     gpus: int | None
     model_timeout_s: float | None  # an infer job's wall clock (num_cases × timeout_per_case_s)
     observed: bool  # from the jobs' records (False: computed from the configuration of an older run)
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return int(value)
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
 
 
 def _runtime_label(jobs: list[dict[str, Any]]) -> tuple[str, set[str]]:
@@ -75,7 +64,7 @@ def site_effective(
         rams = [r for r in (_int(lim.get("ram_bytes")) for lim in limits) if r is not None]
         gpu_mems = [g for g in (_int(lim.get("gpu_memory_bytes")) for lim in limits) if g is not None]
         gpus = [g for g in (_int(lim.get("gpus")) for lim in limits) if g is not None]
-        timeouts = [t for t in (_num(j["limits"].get("timeout_s")) for j in infer) if t is not None]
+        timeouts = [t for t in (_number(j["limits"].get("timeout_s")) for j in infer) if t is not None]
         return SiteEffective(
             runtime=runtime,
             configured_runtime=shown_configured,
@@ -87,8 +76,8 @@ def site_effective(
         )
     bench_limits = benchmark.get("limits") or {}
     hw = site_config.get("hardware") or {}
-    ram = [v for v in (_num(bench_limits.get("ram_gb")), _num(hw.get("ram_gb"))) if v is not None]
-    gpu = [v for v in (_num(bench_limits.get("gpu_memory_gb")), _num(hw.get("gpu_memory_gb"))) if v is not None]
+    ram = [v for v in (_number(bench_limits.get("ram_gb")), _number(hw.get("ram_gb"))) if v is not None]
+    gpu = [v for v in (_number(bench_limits.get("gpu_memory_gb")), _number(hw.get("gpu_memory_gb"))) if v is not None]
     site_gpus = _int(hw.get("gpus"))
     return SiteEffective(
         runtime=runtime,

@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
+from fedsim.pipeline.run import output_problem_counts
+from fedsim.report.jsonout import json_safe
 from fedsim.report.loader import RunData, split_metric
 from fedsim.report.stability import RankStability
 from fedsim.store.atomic import write_json_atomic, write_text_atomic
@@ -136,38 +138,50 @@ def summary_dict(data: RunData, stability: RankStability | None) -> dict[str, An
 
 def output_problems(data: RunData) -> dict[str, Any]:
     """Invalid predictions per model (cases, and the cases of each site) and per job (case -> why)."""
-    by_model: dict[str, dict[str, Any]] = {}
-    jobs = []
-    for j in data.jobs:
-        if not j.output_problems:
-            continue
-        model = j.model or j.name
-        entry = by_model.setdefault(model, {"cases": 0, "sites": {}})
-        entry["cases"] += len(j.output_problems)
-        entry["sites"][j.site] = len(j.output_problems)
-        jobs.append(
-            {
-                "site": j.site,
-                "job": j.name,
-                "model": model,
-                "num_cases": j.num_cases,
-                "cases": {c: list(ps) for c, ps in j.output_problems.items()},
-            }
-        )
-    return {"cases": sum(m["cases"] for m in by_model.values()), "by_model": by_model, "jobs": jobs}
+    counts = output_problem_counts(list(data.jobs))  # what the run's summary.json counts, from the same jobs
+    by_model = {m: {"cases": n, "sites": counts["by_model_and_site"][m]} for m, n in counts["by_model"].items()}
+    jobs = [
+        {
+            "site": j.site,
+            "job": j.name,
+            "model": j.model or j.name,
+            "num_cases": j.num_cases,
+            "cases": {c: list(ps) for c, ps in j.output_problems.items()},
+        }
+        for j in data.jobs
+        if j.output_problems
+    ]
+    return {"cases": counts["cases"], "by_model": by_model, "jobs": jobs}
+
+
+class _Flaggable(Protocol):
+    @property
+    def site(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def model(self) -> str | None: ...
+    @property
+    def num_cases(self) -> int | None: ...
+    @property
+    def output_problems(self) -> Mapping[str, Sequence[str]]: ...
+
+
+_J = TypeVar("_J", bound=_Flaggable)
+
+
+def flagged_models(jobs: Iterable[_J]) -> dict[str, tuple[int, int, list[_J]]]:
+    """Models whose predictions were invalid somewhere, first flagged first: ``model -> (invalid cases, cases of
+    those jobs, those jobs)``. For the report's JobRow and the live run's JobResult alike."""
+    out: dict[str, tuple[int, int, list[_J]]] = {}
+    for j in jobs:
+        if j.output_problems:
+            bad, total, flagged = out.get(j.model or j.name, (0, 0, []))
+            n = len(j.output_problems)
+            out[j.model or j.name] = (bad + n, total + (j.num_cases or n), [*flagged, j])
+    return out
 
 
 def write_summary_json(data: RunData, stability: RankStability | None, path: Path) -> Path:
-    write_json_atomic(path, _finite(summary_dict(data, stability)))
+    write_json_atomic(path, json_safe(summary_dict(data, stability)))
     return path
-
-
-def _finite(value: Any) -> Any:
-    """JSON has no NaN or infinity: write null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value

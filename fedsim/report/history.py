@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from fedsim.errors import StoreError
+from fedsim.pipeline.run import _iso
+from fedsim.report.loader import _number, read_summary
+from fedsim.report.ties import has_ties
 from fedsim.store.ledger import Ledger
 from fedsim.store.rundir import RunDirectory
 from fedsim.store.runlock import LOCK_FILE, check_run_id
@@ -79,10 +82,6 @@ class RunDetail:
         return {**self.info.to_dict(), "sites_table": self.rows, "ranking": self.ranking, "failures": self.failures}
 
 
-def _iso(epoch: float | None) -> str | None:
-    return None if epoch is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-
-
 def _epoch(iso: Any) -> float | None:
     if not isinstance(iso, str):
         return None
@@ -92,12 +91,6 @@ def _epoch(iso: Any) -> float | None:
         return float(calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ")))
     except ValueError:
         return None
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 # --- reading one run ------------------------------------------------------------------------------------------
@@ -117,10 +110,9 @@ class _Raw:
 
 def _read_summary(run: RunDirectory) -> dict[str, Any]:
     try:
-        data = json.loads(run.summary.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+        return read_summary(run)
+    except (StoreError, ValueError):  # unreadable, not JSON or not an object: the run shows without it
         return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _read_ledger(path: Path, raw: _Raw) -> None:
@@ -295,7 +287,7 @@ def _ranking(run: RunDirectory) -> dict[str, Any] | None:
         models.append({"model": r.get("algorithm"), "rank": rank, "score": score, "site_scores": scores})
     models.sort(key=lambda m: (m["rank"] is None, m["rank"] or 0.0, str(m["model"])))
     ranks = [m["rank"] for m in models if m["rank"] is not None]
-    tied = any(not float(r).is_integer() for r in ranks) or len(set(ranks)) < len(ranks)
+    tied = has_ties(ranks)
     return {"method": path.stem[len("final_ranks_") :], "models": models, "ties": tied, "file": str(path)}
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from fedsim.report.exports import write_results_long, write_summary_json
+from fedsim.report.exports import flagged_models, write_results_long, write_summary_json
 from fedsim.report.loader import JobRow, RunData, load_run
 from fedsim.report.stability import DEFAULT_RESAMPLES, DEFAULT_SEED, RankStability, rank_stability
 from fedsim.store.atomic import write_text_atomic
@@ -85,10 +85,11 @@ def render_html(data: RunData, stability: RankStability | None) -> str:
     from fedsim.report import plots
 
     title = f"fedsim report — {data.summary.get('benchmark') or data.benchmark.get('name', '?')} — {data.run_id}"
+    flagged = _flagged_models(data)
     sections = [
-        _overview(data),
-        _ranking(data, stability),
-        _heatmaps(data, plots),
+        _overview(data, flagged),
+        _ranking(data, stability, flagged),
+        _heatmaps(data, plots, flagged),
         _distributions(data, plots),
         _jobs(data),
         _configuration(data, __version__),
@@ -198,13 +199,7 @@ def _bytes(value: int | None) -> str:
 
 def _flagged_models(data: RunData) -> dict[str, tuple[int, int]]:
     """Models whose predictions were invalid somewhere: ``model -> (invalid cases, cases of those jobs)``."""
-    out: dict[str, tuple[int, int]] = {}
-    for j in data.jobs:
-        if j.output_problems:
-            bad, total = out.get(j.model or j.name, (0, 0))
-            n = len(j.output_problems)
-            out[j.model or j.name] = (bad + n, total + (j.num_cases or n))
-    return out
+    return {model: (bad, total) for model, (bad, total, _) in flagged_models(data.jobs).items()}
 
 
 def _flag(bad: int, total: int, title: str = "") -> str:
@@ -238,9 +233,8 @@ def _output_problems(data: RunData) -> str:
     )
 
 
-def _overview(data: RunData) -> str:
+def _overview(data: RunData, flagged: dict[str, tuple[int, int]]) -> str:
     failed = [j for j in data.jobs if not j.ok]
-    flagged = _flagged_models(data)
     cases = sum(len(i.cases) for i in data.institutions.values())
     winner = data.ranking.algorithms[0] if data.ranking is not None and data.ranking.algorithms else "–"
     cards = [
@@ -287,13 +281,12 @@ def _ties(final_rank: dict[str, float]) -> str:
     return f'<p class="muted ties">Ties: {escape(note)}.</p>' if note else ""
 
 
-def _ranking(data: RunData, stability: RankStability | None) -> str:
+def _ranking(data: RunData, stability: RankStability | None, flagged: dict[str, tuple[int, int]]) -> str:
     r = data.ranking
     problems = _output_problems(data)
     if r is None:
         empty = '<p class="muted">No metrics were produced, nothing to rank.</p>'
         return _section("ranking", "Ranking", empty + problems)
-    flagged = _flagged_models(data)
     flagged_at = {(j.model or j.name, j.site) for j in data.jobs if j.output_problems}
     header = ["rank", "model", "final score", *[f"score {i}" for i in r.institutions], "significant wins"]
 
@@ -360,7 +353,7 @@ def _ranking(data: RunData, stability: RankStability | None) -> str:
     return _section("ranking", "Final ranking", "\n".join(body))
 
 
-def _heatmaps(data: RunData, plots: Any) -> str:
+def _heatmaps(data: RunData, plots: Any, flagged: dict[str, tuple[int, int]]) -> str:
     if not data.institutions:
         return _section("heatmaps", "Heatmaps", '<p class="muted">No metrics.</p>')
     figures = []
@@ -374,7 +367,6 @@ def _heatmaps(data: RunData, plots: Any) -> str:
         "(Dice 0, HD95 374); NA values (e.g. precision with an empty prediction) are left out of the mean; "
         "grey cells have no value at all.</p>"
     )
-    flagged = _flagged_models(data)
     if flagged:
         intro += (
             f'<p><span class="flag">⚠ invalid outputs</span> {escape(", ".join(flagged))}: some predictions are '

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
-__all__ = ["STDOUT", "emit_json", "json_on_stdout", "to_stdout"]
+__all__ = ["STDOUT", "emit_json", "json_on_stdout", "json_safe", "to_stdout"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 STDOUT = "-"  # ``--json -``: the document goes to stdout instead of a file
@@ -50,14 +50,14 @@ def json_on_stdout(option: str) -> Callable[[F], F]:
     return wrap
 
 
-def _plain(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON has no inf or nan: they become null (a strict parser such as jq rejects ``NaN``)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, Path):
         return str(value)
     return value
@@ -66,5 +66,5 @@ def _plain(value: Any) -> Any:
 def emit_json(data: Any) -> None:
     """Write ``data`` as one JSON document to the real stdout (also inside :func:`json_on_stdout`)."""
     stream = _real_stdout[-1] if _real_stdout else sys.stdout
-    stream.write(json.dumps(_plain(data), indent=2, ensure_ascii=False, default=str, allow_nan=False) + "\n")
+    stream.write(json.dumps(json_safe(data), indent=2, ensure_ascii=False, default=str, allow_nan=False) + "\n")
     stream.flush()

@@ -18,7 +18,7 @@ from fedsim.store.rundir import RunDirectory
 from fedsim.store.tail import read_end
 from fedsim.yamlsafe import safe_load_file
 
-__all__ = ["REGION_SUFFIXES", "JobRow", "RunData", "load_run", "split_metric"]
+__all__ = ["REGION_SUFFIXES", "JobRow", "RunData", "load_run", "read_summary", "split_metric"]
 
 REGION_SUFFIXES = ("ET", "TC", "WT")
 LOG_TAIL_LINES = 25
@@ -93,12 +93,7 @@ def load_run(run_dir: Path) -> RunData:
     run = RunDirectory(Path(run_dir).resolve())
     if not run.summary.is_file():
         raise StoreError(f"{run.root} is not a finished run directory: {run.summary.name} is missing")
-    try:
-        summary = json.loads(run.summary.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StoreError(f"cannot read {run.summary}: {exc}") from exc
-    if not isinstance(summary, dict):
-        raise StoreError(f"{run.summary} is not a JSON object")
+    summary = read_summary(run)
     jobs = tuple(_job_row(run, j) for j in summary.get("jobs", []) if isinstance(j, dict))
     benchmark = _read_yaml(run.config / "benchmark.yaml")
     sites_config = {}
@@ -136,6 +131,17 @@ def load_run(run_dir: Path) -> RunData:
     )
 
 
+def read_summary(run: RunDirectory) -> dict[str, Any]:
+    """The run's ``summary.json``; StoreError when it cannot be read or is not a JSON object."""
+    try:
+        summary = json.loads(run.summary.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StoreError(f"cannot read {run.summary}: {exc}") from exc
+    if not isinstance(summary, dict):
+        raise StoreError(f"{run.summary} is not a JSON object")
+    return summary
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
@@ -151,8 +157,7 @@ def _number(value: Any) -> float | None:
 
 
 def _int(value: Any) -> int | None:
-    number = _number(value)
-    return None if number is None else int(number)
+    return None if _number(value) is None else int(value)
 
 
 def _job_row(run: RunDirectory, job: dict[str, Any]) -> JobRow:

@@ -17,9 +17,9 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from fedsim.jobs.job import JobStatus
+from fedsim.jobs.job import FAILED_STATUSES, JobStatus
 from fedsim.pipeline.builds import BuildEvent, BuildRecord
-from fedsim.pipeline.progress import FAILED, ProgressModel, duration_text
+from fedsim.pipeline.progress import Counts, ProgressModel, duration_text
 
 RECENT_MAX = 5  # finished jobs shown below the counts, when there is room
 
@@ -85,8 +85,8 @@ def build_summary_line(records: list[BuildRecord]) -> str | None:
     return f"images: {what} in {total:.1f}s (before the jobs, in no job's time)"
 
 
-def head_line(model: ProgressModel, now: float, started: float) -> Text:
-    c = model.counts()
+def head_line(model: ProgressModel, now: float, started: float, counts: Counts | None = None) -> Text:
+    c = model.counts() if counts is None else counts
     parts = [f"fedsim: {c.finished}/{c.total} jobs finished", f"{c.running} running"]
     parts += [f"elapsed {duration_text(now - started)}", f"ETA {model.eta(now)}"]
     if c.earlier:
@@ -94,8 +94,8 @@ def head_line(model: ProgressModel, now: float, started: float) -> Text:
     return Text(" · ".join(parts), no_wrap=True, overflow="ellipsis")
 
 
-def counts_line(model: ProgressModel) -> Text:
-    c = model.counts()
+def counts_line(model: ProgressModel, counts: Counts | None = None) -> Text:
+    c = model.counts() if counts is None else counts
     text = Text(no_wrap=True, overflow="ellipsis")
     items = [("done", c.succeeded, "green"), ("failed", c.failed, "red"), ("skipped", c.skipped, "yellow")]
     if c.interrupted:
@@ -111,7 +111,7 @@ def counts_line(model: ProgressModel) -> Text:
 def _status_style(status: JobStatus) -> str:
     if status is JobStatus.SUCCEEDED:
         return "green"
-    return "red" if status in FAILED else "yellow"
+    return "red" if status in FAILED_STATUSES else "yellow"
 
 
 def render_live(
@@ -129,9 +129,10 @@ def render_live(
     or as many as fit and ``… N more running``), then the last finished jobs. ``labels``: a finished job's state
     as shown (job key → e.g. ``succeeded, 2/3 invalid outputs``)."""
     room = max(1, height)
-    lines: list[Any] = [head_line(model, now, started)]
+    c = model.counts()  # once per frame: the head line and the counts line show the same numbers
+    lines: list[Any] = [head_line(model, now, started, c)]
     room -= 1
-    counts = counts_line(model) if room > 0 else None
+    counts = counts_line(model, c) if room > 0 else None
     room -= counts is not None
     build_line = build.line(now) if build is not None and room > 0 else None
     room -= build_line is not None

@@ -9,6 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
+from fedsim.report.ties import TIES_RULE
+
 __all__ = ["register", "render_detail", "render_list"]
 
 RunsDirOpt = Annotated[Path, typer.Option("--runs-dir", metavar="DIR", help="where the run directories are")]
@@ -21,7 +23,6 @@ STATE_STYLE = {
     "aborted": "red",
     "no result": "red",
 }
-TIES_NOTE = "tied models share the average of their ranks, as challengeR and R's rank() do"
 
 
 def _when(epoch: float | None) -> str:
@@ -121,7 +122,7 @@ def render_detail(detail: Any) -> list[Any]:
             )
         parts.append(table)
         if ranking["ties"]:
-            parts.append(Text(f"ranks like 1.5: {TIES_NOTE}", style="dim"))
+            parts.append(Text(f"ranks like 1.5: {TIES_RULE}", style="dim"))
     if detail.failures:
         parts.append(Text(f"failures ({len(detail.failures)}):", style="bold"))
         for f in detail.failures:

@@ -3,15 +3,21 @@ ranks challengeR uses (``rank(..., ties.method = "average")``, R's default), and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
-__all__ = ["TIES_RULE", "ties_note"]
+__all__ = ["TIES_RULE", "has_ties", "ties_note"]
 
 TIES_RULE = "tied models share the average of their ranks, as challengeR and R's rank() do"
 
 
 def _fmt(value: float) -> str:
     return f"{value:g}"
+
+
+def has_ties(ranks: Iterable[float]) -> bool:
+    """Whether a ranking has ties: a non-integer rank, or two models at the same rank."""
+    values = [float(r) for r in ranks]
+    return any(not r.is_integer() for r in values) or len(set(values)) < len(values)
 
 
 def ties_note(final_rank: Mapping[str, float]) -> str | None:

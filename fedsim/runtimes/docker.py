@@ -141,7 +141,6 @@ _FLAGS = {
     "shm_size": "--shm-size",
     "ipc_mode": "--ipc",
     "privileged": "--privileged",
-    "memswap_limit": "--memory-swap",
     "cpuset_cpus": "--cpuset-cpus",
     "runtime": "--runtime",
     "volumes": "--volume",

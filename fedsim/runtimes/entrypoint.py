@@ -35,6 +35,7 @@ from pathlib import Path
 from fedsim.cube import CubeSpec
 from fedsim.cube.mlcube import MLCUBE_FILE
 from fedsim.errors import RuntimeUnavailable
+from fedsim.runtimes.dockerargs import parse_build_args
 
 FIX = "add 'local: {{entrypoint: \"python3 /path/to/mlcube.py\"}}' to {yaml}, or use the docker runtime"
 _PYTHON = re.compile(r"python(\d+(\.\d+)*)?")
@@ -174,7 +175,7 @@ class _Stage:
         )
 
 
-def _instructions(text: str) -> Iterator[tuple[int, str, str]]:
+def dockerfile_instructions(text: str) -> Iterator[tuple[int, str, str]]:
     """(line number, KEYWORD, rest) with continuations joined, comments dropped, heredoc bodies appended."""
     lines = text.splitlines()
     escape = "\\"
@@ -249,19 +250,10 @@ def _command(line: int, text: str) -> _Command | None:
 
 
 def _build_args(cube: CubeSpec) -> dict[str, str]:
-    raw = cube.docker.build_args if cube.docker else {}
-    if isinstance(raw, dict):
-        return {str(k): str(v) for k, v in raw.items()}
-    out: dict[str, str] = {}
-    words = _words(raw)
-    for i, w in enumerate(words):  # MLCube also takes a CLI fragment: "--build-arg A=1 --no-cache"
-        value = w.partition("=")[2] if w.startswith("--build-arg=") else None
-        if w == "--build-arg" and i + 1 < len(words):
-            value = words[i + 1]
-        if value and "=" in value:
-            k, _, v = value.partition("=")
-            out[k] = v
-    return out
+    """The cube's ``--build-arg`` values (mapping or CLI fragment), read as the docker runtime reads them."""
+    if cube.docker is None:
+        return {}
+    return parse_build_args(cube.docker.build_args, file=str(cube.root / "mlcube.yaml")).buildargs
 
 
 def parse_dockerfile(text: str, build_args: dict[str, str] | None = None) -> _Stage:
@@ -270,7 +262,7 @@ def parse_dockerfile(text: str, build_args: dict[str, str] | None = None) -> _St
     global_args: dict[str, str] = {}
     stages: dict[str, _Stage] = {}
     stage: _Stage | None = None
-    for line, keyword, rest in _instructions(text):
+    for line, keyword, rest in dockerfile_instructions(text):
         if keyword == "ARG":
             for word in _words(rest):
                 name, eq, default = word.partition("=")

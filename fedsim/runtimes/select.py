@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import importlib
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from fedsim.cube import CubeSpec
@@ -133,6 +133,18 @@ def choose(requested: str, cube: CubeSpec, *, sandbox: bool, allow_unsandboxed: 
     raise Unsandboxed(f"refusing to run submissions as plain host processes: {where}{found.reason}; {UNSANDBOXED_FIX}")
 
 
+def refuse_unsandboxed(submissions: Iterable[tuple[str, CubeSpec]], *, allow_unsandboxed: bool) -> None:
+    """Raise :class:`Unsandboxed` before anything starts when any (requested runtime, submission cube) would run
+    as a plain host process, unless ``allow_unsandboxed``. Other runtime problems are each job's to report."""
+    for requested, cube in submissions:
+        try:
+            choose(requested, cube, sandbox=True, allow_unsandboxed=allow_unsandboxed)
+        except Unsandboxed:
+            raise
+        except RuntimeUnavailable:
+            continue
+
+
 __all__ = [
     "UNSANDBOXED_FIX",
     "Choice",
@@ -141,5 +153,6 @@ __all__ = [
     "Unsandboxed",
     "choose",
     "docker_available",
+    "refuse_unsandboxed",
     "runtime_for",
 ]

@@ -16,16 +16,16 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fedsim.cube import CubeSpec
-from fedsim.errors import RuntimeUnavailable, SpecError
+from fedsim.errors import SpecError
 from fedsim.executors.base import Executor
 from fedsim.jobs.factory import ModelLimits, infer_job
 from fedsim.jobs.job import Job, JobResult, JobStatus
-from fedsim.runtimes.select import Unsandboxed, choose
+from fedsim.runtimes.select import refuse_unsandboxed
 from fedsim.spec import BenchmarkSpec
 from fedsim.spec.models import ResourceLimits
 from fedsim.stress.data import UNSHIFTED, CaseSet, SourceData, build_sets, resolve_source
@@ -121,7 +121,15 @@ def load_models(paths: tuple[Path, ...]) -> list[StressModel]:
     return models
 
 
-def make_job(model: StressModel, case_set: CaseSet, out: Path, runtime: str, ev: EvalSettings, run_id: str) -> Job:
+def make_job(
+    model: StressModel,
+    case_set: CaseSet,
+    out: Path,
+    runtime: str,
+    ev: EvalSettings,
+    run_id: str,
+    allow_unsandboxed: bool = False,
+) -> Job:
     """The infer job as the planner builds one for a site (``site`` = ``stress.<model>``), with the
     federation's hardware: one GPU, no CPU quota."""
     limits = ModelLimits(
@@ -144,6 +152,7 @@ def make_job(model: StressModel, case_set: CaseSet, out: Path, runtime: str, ev:
         workdir=out / "work" / model.name / case_set.label,
         base_image=ev.base_image,
         run_id=run_id,
+        allow_unsandboxed=allow_unsandboxed,
     )
 
 
@@ -204,13 +213,8 @@ def run_stress(
     stop = stop_event or threading.Event()
     shifts, levels = check_selection(options.shifts, options.levels)
     models = load_models(options.models)
-    for m in models:  # refuse unsandboxed submissions before any data is made (one line, the two fixes)
-        try:
-            choose(options.runtime, m.cube, sandbox=True, allow_unsandboxed=options.allow_unsandboxed)
-        except Unsandboxed:
-            raise
-        except RuntimeUnavailable:
-            pass  # the job reports it
+    # refuse unsandboxed submissions before any data is made (one line, the two fixes); other problems: the job's
+    refuse_unsandboxed(((options.runtime, m.cube) for m in models), allow_unsandboxed=options.allow_unsandboxed)
     bench = load_benchmark(options.benchmark) if options.benchmark is not None else None
     ev = eval_settings(bench)
     out = options.out.resolve()
@@ -230,17 +234,16 @@ def run_stress(
     if executor is None:
         from fedsim.executors.local import LocalExecutor
 
-        executor = LocalExecutor(max_sites=options.jobs)
+        executor = LocalExecutor(options.jobs)
     run_id = f"stress-{secrets.token_hex(4)}"
     work = [(m, s) for m in models for s in sets]
-    lanes = options.jobs or getattr(executor, "max_sites", None) or 1
+    lanes = options.jobs or executor.slots() or 1
     results: list[SetResult] = []
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(lanes, len(work))), thread_name_prefix="stress") as pool:
 
             def one(model: StressModel, case_set: CaseSet) -> SetResult:
-                job = make_job(model, case_set, out, options.runtime, ev, run_id)
-                job = replace(job, allow_unsandboxed=options.allow_unsandboxed)
+                job = make_job(model, case_set, out, options.runtime, ev, run_id, options.allow_unsandboxed)
                 if stop.is_set():
                     res = JobResult(
                         job.site,

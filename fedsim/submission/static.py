@@ -16,6 +16,7 @@ from pathlib import Path
 
 from fedsim.cube import CubeSpec, load_cube
 from fedsim.errors import SpecError
+from fedsim.runtimes.entrypoint import dockerfile_instructions
 from fedsim.submission.report import Check, failed, passed, skipped
 
 MODEL_PARAMETERS = ("data_path", "output_path")
@@ -75,28 +76,6 @@ def load_mlcube(path: Path) -> tuple[CubeSpec | None, Check]:
 # ---------------------------------------------------------------- Dockerfile
 
 
-def _logical_lines(text: str) -> list[str]:
-    """Dockerfile lines with continuations joined and comments dropped."""
-    lines: list[str] = []
-    current = ""
-    for raw in text.splitlines():
-        stripped = raw.strip()
-        if not current and (not stripped or stripped.startswith("#")):
-            continue
-        if current and stripped.startswith("#"):
-            continue  # a comment inside a continued instruction
-        if stripped.endswith("\\"):
-            current += stripped[:-1] + " "
-            continue
-        current += stripped
-        if current.strip():
-            lines.append(current.strip())
-        current = ""
-    if current.strip():
-        lines.append(current.strip())
-    return lines
-
-
 def _command(value: str) -> tuple[list[str], bool]:
     """An ENTRYPOINT/CMD value: (argv, shell form?)."""
     if value.startswith("["):
@@ -115,9 +94,7 @@ def _command(value: str) -> tuple[list[str], bool]:
 def parse_dockerfile(text: str) -> ImageCommand:
     """ENTRYPOINT, CMD and WORKDIR of the final stage (a later FROM resets them, as docker does)."""
     result = ImageCommand()
-    for line in _logical_lines(text):
-        keyword, _, value = line.partition(" ")
-        keyword, value = keyword.upper(), value.strip()
+    for _line, keyword, value in dockerfile_instructions(text):
         if keyword == "FROM":
             result = ImageCommand()
         elif keyword == "ENTRYPOINT":

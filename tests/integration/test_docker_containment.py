@@ -283,7 +283,7 @@ def test_deadline_kills_and_removes_a_hanging_container(site: Path, pool: Runtim
         pinned={"data_path", "output_path"},
         labels={"fedsim.run": RUN, "fedsim.job": "s/deadline"},
     )
-    inv.create_outputs()
+    inv.create_directories()
     log = site / "logs" / "deadline.log"
     handle = runtime.launch(inv, log, site / "work")
     try:

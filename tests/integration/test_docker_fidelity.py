@@ -259,7 +259,7 @@ def test_write_outside_hits_the_64_mib_tmpfs(pool: RuntimePool, tmp_path: Path) 
         pinned=MODEL_PARAMETERS,
         labels={"fedsim.run": RUN},
     )
-    inv.create_outputs()
+    inv.create_directories()
     log = site / "logs" / "direct.log"
     handle = pool.get("docker").launch(inv, log, site / "work")
     try:

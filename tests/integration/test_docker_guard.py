@@ -37,7 +37,7 @@ def _launch(runtime, tmp_path: Path, cube: str, **iso: object):
         isolation=Isolation(untrusted=True, **iso),  # type: ignore[arg-type]
         labels={"fedsim.job": f"test/{cube}"},
     )
-    inv.create_outputs()
+    inv.create_directories()
     return runtime.launch(inv, tmp_path / "job.log", tmp_path / "work")
 
 

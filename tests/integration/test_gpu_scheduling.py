@@ -30,7 +30,7 @@ def test_two_sites_two_fake_gpus_never_share(tmp_path: Path) -> None:
         tmp_path, models={"a": FIXTURES / "cubes" / "gpu_echo", "b": FIXTURES / "cubes" / "gpu_echo"}, cases=1
     )
     _gpu_sites(bench)
-    executor = LocalExecutor(max_sites=2, nvml=FakeNvml(gpus=2, memory_gb=16), cpus=4)
+    executor = LocalExecutor(max_jobs=2, nvml=FakeNvml(gpus=2, memory_gb=16), cpus=4)
     report = run_benchmark(RunOptions(benchmark=bench, runs_dir=tmp_path / "runs", run_id="g"), executor=executor)
     jobs = json.loads((report.run.root / "summary.json").read_text())["jobs"]
     infers = [j for j in jobs if j["kind"] == "infer"]

@@ -38,6 +38,9 @@ def test_model_cube_hardening(tmp_path: Path) -> None:
     # no unbounded writable layer even outside fidelity mode: read-only image, /tmp a tmpfs charged as RAM
     assert cfg["read_only"] is True and "size=1073741824" in cfg["tmpfs"]["/tmp"]
     assert "working_dir" not in cfg  # only fidelity mode moves the working directory
+    # the reproducible command line names each limit once
+    argv = docker_argv(cfg)
+    assert [a for a in argv if a.startswith("--memory")] == [f"--memory={2**30}", f"--memory-swap={2**30}"]
 
 
 def test_singularity_fidelity_mode(tmp_path: Path) -> None:

@@ -143,7 +143,8 @@ def _site(site: str, models: tuple[str, ...] = ("m1", "m2")) -> SimpleNamespace:
     jobs = [SimpleNamespace(key=f"{site}/{n}", kind=k, model=None) for n, k in prep]
     jobs += [SimpleNamespace(key=f"{site}/infer.{m}", kind=JobKind.INFER, model=m) for m in models]
     jobs += [SimpleNamespace(key=f"{site}/evaluate.{m}", kind=JobKind.EVALUATE, model=m) for m in models]
-    return SimpleNamespace(jobs=tuple(jobs))
+    hardware = SimpleNamespace(slots=1, gpus=0)  # JobGraph.from_plans reads the site's capacity
+    return SimpleNamespace(site=SimpleNamespace(name=site, hardware=hardware), jobs=tuple(jobs))
 
 
 def _done(plans: list[SimpleNamespace], **statuses: JobStatus) -> dict[str, JobResult]:

@@ -90,7 +90,7 @@ def _sif_cube(tmp_path: Path, **iso: object) -> tuple[Path, object]:
         env=env,  # type: ignore[arg-type]
         isolation=Isolation(**iso),  # type: ignore[arg-type]
     )
-    inv.create_outputs()
+    inv.create_directories()
     return root, inv
 
 
@@ -324,7 +324,7 @@ def test_real_binary_runs_a_tiny_cube(tmp_path: Path) -> None:
         isolation=Isolation(untrusted=False),
     )
     (tmp_path / "data").mkdir()
-    inv.create_outputs()
+    inv.create_directories()
     rt = SingularityRuntime(cache_dir=tmp_path / "sif")
     try:
         rt.prepare(inv.cube)
