@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 from fedsim import __version__
 from fedsim.bundled import BENCHMARK as BUNDLED_BENCHMARK
 from fedsim.bundled import SITES as BUNDLED_SITES
 from fedsim.errors import FedsimError
 from fedsim.report.jsonout import emit_json, json_on_stdout
+from fedsim.serve.cli import ServeOpt
+from fedsim.submission.cli import OfflineOpt, use_offline
+
+if TYPE_CHECKING:
+    from fedsim.runtimes.policy import ContainmentOptions
 
 EXIT_CODES = (
     "Exit codes: 0 the command did its work (a run completed, even if some models failed: that is a result; a "
@@ -23,7 +31,20 @@ EXIT_CODES = (
     "data prep failed), or a check that FAILed · 2 a configuration file, option or run id is wrong (one line "
     "naming the file, the field and the fix) · 130 interrupted (Ctrl-C; finished work stays on disk)."
 )
+# `fedsim --help` lists the commands in the order people use them (click would sort them: rank first)
+COMMAND_ORDER = ("run", "sites", "check-submission", "dry-run", "report", "runs", "rank", "score", "stress", "serve")
+
+
+class _UsageOrder(TyperGroup):
+    """The top-level group: its commands in :data:`COMMAND_ORDER`, any other after them as registered."""
+
+    def list_commands(self, ctx: Any) -> list[str]:  # typer's vendored click Context
+        names = list(self.commands)
+        return sorted(names, key=lambda n: COMMAND_ORDER.index(n) if n in COMMAND_ORDER else len(COMMAND_ORDER))
+
+
 app = typer.Typer(
+    cls=_UsageOrder,
     help="Simulate a FeTS-style federated evaluation of segmentation containers.",
     epilog=EXIT_CODES,
     no_args_is_help=True,
@@ -49,13 +70,13 @@ def _clean_help_types() -> None:
         return
     names = {"path": "PATH", "str": "TEXT", "int": "N", "float": "NUMBER", "bool": "", "file": "FILE"}
 
-    def clean(original: object) -> object:
+    def clean(original: Any) -> Callable[[Any, Any], str | None]:
         def display(self: object, ctx: object) -> str | None:
             if getattr(self, "is_flag", False):
                 return None
-            shown = original(self, ctx)  # type: ignore[operator]
+            shown = original(self, ctx)
             if not isinstance(shown, str):
-                return shown
+                return None
             match = re.fullmatch(r"<(?:list\[)?([A-Za-z]+)(?: range)?\]?>(\.\.\.)?", shown)
             if match is None:
                 return shown
@@ -68,7 +89,7 @@ def _clean_help_types() -> None:
         if original is not None and not getattr(original, "_fedsim", False):
             patched = clean(original)
             patched._fedsim = True  # type: ignore[attr-defined]
-            cls.display_type_rich = patched  # type: ignore[method-assign]
+            cls.display_type_rich = patched  # type: ignore[method-assign,assignment]  # a patch of typer's method
 
 
 _clean_help_types()
@@ -112,6 +133,13 @@ AllowUnsandboxedOpt = Annotated[
 ]
 
 
+def containment_options(allow_unsandboxed: bool, *, as_sites: bool = False) -> ContainmentOptions:
+    """What ``--allow-unsandboxed`` (and the command: ``as_sites`` for the checks) tells the containment policy."""
+    from fedsim.runtimes.policy import ContainmentOptions
+
+    return ContainmentOptions(allow_unsandboxed=allow_unsandboxed, as_sites=as_sites)
+
+
 def _select_gpus(spec: str | None) -> None:
     """``--gpus``: every local executor of this process then places and guards jobs on those GPUs only."""
     from fedsim.guard.nvml import select_gpus
@@ -125,7 +153,7 @@ def _summary_json(report: object, exit_code: int) -> dict[str, object]:
 
     run = report.run  # type: ignore[attr-defined]
     try:
-        summary = json.loads(run.summary.read_text(encoding="utf-8"))
+        summary: dict[str, object] = json.loads(run.summary.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         summary = {"run_id": run.run_id}
     ranking = report.ranking  # type: ignore[attr-defined]
@@ -206,7 +234,9 @@ def run_benchmark_cmd(
             help="with --resume: also rerun the jobs that failed, timed out or broke a limit, and their dependants",
         ),
     ] = False,
-    allow_unsandboxed: AllowUnsandboxedOpt = False,
+    unsandboxed: AllowUnsandboxedOpt = False,
+    serve: ServeOpt = None,
+    offline: OfflineOpt = False,
 ) -> None:
     """Run every site's data prep, every model's inference and the metrics, then rank the models."""
     from fedsim.pipeline.run import (
@@ -230,6 +260,7 @@ def run_benchmark_cmd(
             "Ray places jobs on its nodes' GPUs; --gpus is for --executor local", param_hint="--gpus"
         )
     _select_gpus(gpus)
+    use_offline(offline)
     options = RunOptions(
         benchmark=benchmark,
         sites=tuple(sites or ()),
@@ -239,7 +270,7 @@ def run_benchmark_cmd(
         models=tuple(model or ()),
         max_sites=jobs or max_sites,
         resume=resume,
-        allow_unsandboxed=allow_unsandboxed,
+        containment=containment_options(unsandboxed),
         retry_failed=retry_failed,
         report_writer=_write_html_report,
     )
@@ -248,7 +279,9 @@ def run_benchmark_cmd(
         options = resume_options(options)
     prepared = prepare_run(options)  # validate first; run_benchmark takes it as it is
     bench, site_specs, cubes = prepared
-    check_containment(site_specs, cubes, options)  # refuse unsandboxed submissions before any output
+    note = check_containment(site_specs, cubes, options)  # refuse unsandboxed submissions before any output
+    if note is not None:  # fedsim's own bundled cubes, where no sandbox can start: said once
+        out.print(f"[yellow]note[/]: {escape(note)}", highlight=False, soft_wrap=True)
     out.print(
         f"benchmark [bold]{bench.name}[/]: {len(site_specs)} sites × {len(bench.models)} models "
         f"({', '.join(m.name for m in bench.models)})"
@@ -258,6 +291,15 @@ def run_benchmark_cmd(
     executor: Executor | None = None
     if executor_name == "ray":
         executor = make_executor("ray", address=ray_address, shared_dir=ray_shared_dir)
+    from fedsim.serve.cli import keep_serving, serve_during
+    from fedsim.serve.live import RunFeed
+
+    feed = RunFeed()  # the build phase for the live view (--serve), which the ledger does not hold
+
+    def say(line: str) -> None:
+        out.print(line, markup=False, highlight=False)
+
+    served = serve_during(serve, runs_dir, say, feed.boards)
     with stop_on_interrupt(err) as stop, RunProgress(out) as progress:
         report = run_benchmark(
             options,
@@ -265,8 +307,8 @@ def run_benchmark_cmd(
             on_message=lambda msg: out.print(msg, markup=False, highlight=False),
             executor=executor,
             stop_event=stop,
-            on_plan=progress.plan,
-            on_build=progress.build,
+            on_plan=feed.tee(progress.plan, feed.plan),
+            on_build=feed.tee(progress.build, feed.build),
             prepared=prepared,
         )
     out.print(final_table(report))
@@ -283,7 +325,7 @@ def run_benchmark_cmd(
         for problem in problems.get(r.site, []) if r.kind == "sanity_check" else []:
             out.print(f"  {r.site}: {problem}", markup=False, highlight=False, soft_wrap=True)
     plain = [r for rs in report.results.values() for r in rs if r.kind == "infer" and r.containment == "none"]
-    if plain:
+    if plain and unsandboxed:  # without it, only bundled cubes run so (the note above)
         out.print(
             f"[yellow]warning[/]: {len(plain)} submission job(s) ran UNSANDBOXED as plain host processes "
             "(--allow-unsandboxed); summary.json and the report record each job's containment",
@@ -301,6 +343,7 @@ def run_benchmark_cmd(
     no_result = not report.interrupted and not any(report.site_metrics.values())
     if json_summary:
         emit_json(_summary_json(report, 130 if report.interrupted else 1 if no_result else 0))
+    keep_serving(served, say, interrupted=report.interrupted)  # --serve: the final state stays on view
     if report.interrupted:
         err.print(
             f"run interrupted; finished work is kept in {report.run.root}. Resume with: "
@@ -406,10 +449,19 @@ def rank_cmd(
 def _register_features() -> None:
     from fedsim.report.cli import register as register_report
     from fedsim.report.runs_cli import register as register_runs
+    from fedsim.score.cli import register as register_score
+    from fedsim.serve.cli import register as register_serve
     from fedsim.stress.cli import register as register_stress
     from fedsim.submission.cli import register as register_submission
 
-    for register in (register_submission, register_report, register_stress, register_runs):
+    for register in (
+        register_submission,
+        register_report,
+        register_stress,
+        register_runs,
+        register_serve,
+        register_score,
+    ):
         register(app)
 
 
@@ -419,7 +471,6 @@ _register_features()
 
 def _usage_error_types() -> tuple[type[Exception], ...]:
     """click's usage errors: recent typer versions vendor their own click, so accept both families."""
-    import click
 
     vendored = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
     return tuple({click.ClickException, vendored})
@@ -437,6 +488,9 @@ def _write_html_report(run_dir: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: turn fedsim's own errors into one line and a non-zero exit."""
+    from fedsim.serve.cli import expand_serve_flag
+
+    argv = expand_serve_flag(sys.argv[1:] if argv is None else argv)  # a bare --serve: the default port
     try:
         rc = app(args=argv, standalone_mode=False)  # click returns an Exit's code instead of raising it
         if isinstance(rc, int) and rc:

@@ -2,14 +2,35 @@
 
     FedsimError
     ├── SpecError              a benchmark, site, mlcube.yaml or results file is wrong (names file + field)
+    │   ├── DockerfileError    (cube.dockerfile) a Dockerfile docker could not build either (no FROM)
+    │   └── InvalidYaml        (yamlsafe) text no YAML loader accepts; keeps the problem and its line
     ├── RuntimeUnavailable     the requested runtime (docker engine, singularity binary) is not usable
+    │   ├── ImageMissing       (runtimes.images) a cube's image is neither here nor pullable; its cause and fix
+    │   ├── Unsandboxed        (runtimes.policy) a submission would run as a plain host process: refused
+    │   ├── EnvironmentFailed  (runtimes.pyenv) a cube's requirements could not be installed
+    │   └── ScanTimeout        (submission.image) the image's own find ran past the permission scan's deadline
     ├── StoreError             the run directory or ledger cannot be read or written
     │   ├── BadRunId           a run id that is not a plain directory name (exit 2)
     │   └── RunExists          a new run given the id of an existing one (exit 2)
-    └── RunInUse               another live fedsim process holds the run's lock (exit 1)
+    ├── RunInUse               another live fedsim process holds the run's lock (exit 1)
+    └── UnreadableVolume       (metrics.nifti) a NIfTI file that cannot be used (corrupt, truncated, too big)
 
 The CLI catches ``FedsimError`` and prints one line; anything else is a bug and keeps its traceback.
 A job that fails or breaks a limit is not an exception: it is a result (``JobResult.status``, ``reason``).
+
+Signals that never reach the CLI: each is caught by its caller, inside fedsim, and becomes one of the errors
+above, a result or a mode:
+
+    Exception
+    ├── BuildCancelled         (pipeline.builds) the user stopped the run during a build
+    ├── NvmlUnavailable        (guard.nvml) no NVML here: fedsim runs CPU-only
+    ├── _Ambiguous             (runtimes.entrypoint) a container path whose host file is unknown here
+    ├── _Unmappable            (runtimes.entrypoint) no host command follows: a RuntimeUnavailable
+    └── ValueError
+        └── NotPlainWords      (cube.dockerfile) a shell-form ENTRYPOINT/CMD only a shell can split
+
+Classes without a module in parentheses live here. ``tests/unit/test_error_tree.py`` holds this drawing to
+every exception class fedsim defines, each under its base class.
 This module must stay import-light: cubes import it inside minimal images.
 """
 

@@ -2,9 +2,11 @@
 
 from fedsim.cube.invocation import BoundParameter, Invocation, Isolation, Mount, bind, container_mounts
 from fedsim.cube.mlcube import CubeSpec, Parameter, image_only_cube, load_cube
+from fedsim.cube.origin import CubeOrigin
 
 __all__ = [
     "BoundParameter",
+    "CubeOrigin",
     "CubeSpec",
     "Invocation",
     "Isolation",

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import warnings
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from fedsim.cube.origin import CubeOrigin, cube_origin
 from fedsim.errors import SpecError
 from fedsim.spec.loader import read_yaml_mapping, validate_mapping
 
@@ -39,7 +40,7 @@ class Parameter(BaseModel):
     def declared_type(self, value: str) -> Literal["directory", "file"] | None:
         """The type before looking at the host: declared, else a directory when a value ends with a slash."""
         if self.type in ("directory", "file"):
-            return self.type  # type: ignore[return-value]
+            return self.type
         if (self.default or "").endswith(SEPARATORS) or value.endswith(SEPARATORS):
             return "directory"
         return None
@@ -108,6 +109,40 @@ class DockerSection(BaseModel):
         return [f"{k}={v}" for k, v in extra.items() if k.startswith("--") and v is not None]
 
 
+# MLCube 0.0.9's docker runner (mlcube_docker/docker_run.py, Config.DEFAULT): the only keys its docker section
+# may hold; `mlcube run` (and so MedPerf) stops on any other with "Unknown keys: [...]. Namespace = runner."
+MLCUBE_DOCKER_KEYS = (
+    "runner", "image", "docker", "env_args", "gpu_args", "cpu_args", "build_args", "build_context", "build_file",
+    "build_strategy", "--network", "--security-opt", "--gpus", "--memory", "--cpuset-cpus",
+)  # fmt: skip
+
+
+def check_docker_keys(section: Any, file: Path) -> None:
+    """Refuse the keys MLCube refuses in ``docker:`` (``run_args``, ``'--shm-size'``, a typo), in one line."""
+    if not isinstance(section, dict):
+        return
+    unknown = [str(k) for k in section if str(k) not in MLCUBE_DOCKER_KEYS]
+    if unknown:
+        raise SpecError(
+            f"Unknown keys: {unknown}. Namespace = runner. (MLCube 0.0.9 refuses them, and so MedPerf); allowed: "
+            f"{', '.join(MLCUBE_DOCKER_KEYS)}; fix: remove {', '.join(unknown)} (docker run options belong in "
+            "gpu_args/cpu_args)",
+            file=str(file),
+            field="docker",
+        )
+    tool = section.get("docker")
+    if tool is not None and (
+        not isinstance(tool, str) or PurePath(tool.split()[-1] if tool.split() else "").name != "docker"
+    ):
+        raise SpecError(
+            f"docker.docker: {tool!r} cannot take effect: MLCube would run that program, but fedsim drives the "
+            "Docker engine through its API (docker, 'sudo docker' or a path to docker mean the same); fix: remove "
+            "the key or set it to docker",
+            file=str(file),
+            field="docker.docker",
+        )
+
+
 class SingularitySection(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -148,6 +183,8 @@ class CubeSpec(BaseModel):
     singularity: SingularitySection | None = None
     local: LocalSection | None = None
     tasks: dict[str, Task] = Field(min_length=1)
+    origin: CubeOrigin = Field(CubeOrigin.SUBMITTED, exclude=True)
+    """Set by :func:`load_cube` from where the file lies, never from the file (:mod:`fedsim.cube.origin`)."""
 
     @field_validator("platform", mode="before")
     @classmethod
@@ -199,9 +236,11 @@ def load_cube(path: Path, workspace: Path | None = None) -> CubeSpec:
     ws = Path(os.path.abspath(os.path.expanduser(str(workspace)))) if workspace is not None else None
     data = read_yaml_mapping(file)
     data.pop("workspace", None)  # MLCube overwrites it with the effective workspace
+    data.pop("origin", None)  # fedsim's, decided below: a file cannot declare itself bundled
     data = interpolate(data, root, ws or root / "workspace", file)
+    check_docker_keys(data.get("docker"), file)
     cube = validate_mapping(CubeSpec, data, file)
-    return cube.model_copy(update={"root": root, "workspace": ws})
+    return cube.model_copy(update={"root": root, "workspace": ws, "origin": cube_origin(root)})
 
 
 def _has_reference(value: Any) -> bool:
@@ -221,15 +260,16 @@ def interpolate(data: dict[str, Any], root: Path, workspace: Path, file: Path) -
         return data
     with warnings.catch_warnings():  # omegaconf 2.1 (MLCube's pin) imports the deprecated typing.io
         warnings.simplefilter("ignore", DeprecationWarning)
-        from omegaconf import OmegaConf
+        from omegaconf import DictConfig, OmegaConf
 
     try:
         cfg = OmegaConf.create(data)
         extra = OmegaConf.create({"runtime": {"root": str(root), "workspace": str(workspace)}})
-        cfg = OmegaConf.merge(cfg, extra)
-        cfg["workspace"] = str(workspace)
-        OmegaConf.resolve(cfg)
-        resolved = OmegaConf.to_container(cfg)
+        merged = OmegaConf.merge(cfg, extra)
+        assert isinstance(merged, DictConfig)  # merging two mappings gives a mapping
+        merged["workspace"] = str(workspace)
+        OmegaConf.resolve(merged)
+        resolved = OmegaConf.to_container(merged)
     except Exception as exc:  # omegaconf raises many unrelated types for a bad reference
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SpecError(

@@ -14,7 +14,7 @@ import threading
 from fedsim.executors.base import Executor
 from fedsim.guard.gpu import GpuSampler
 from fedsim.guard.nvml import NvmlBackend, local_backend
-from fedsim.jobs.execute import execute_job, job_runtime
+from fedsim.jobs.execute import execute_job
 from fedsim.jobs.job import Job, JobResult
 from fedsim.jobs.resources import Grant, ResourcePool
 from fedsim.runtimes.base import BuildProgress, Prepared
@@ -50,7 +50,9 @@ class LocalExecutor(Executor):
         return self.max_jobs
 
     def prepare(self, job: Job, progress: BuildProgress | None = None) -> Prepared | None:
-        runtime = self.runtimes.get(job_runtime(job).instance)  # the instance execute_job uses: its cache counts
+        policy = job.containment()
+        policy.check()
+        runtime = self.runtimes.get(policy.instance)  # the instance execute_job uses: its cache counts
         return runtime.prepare(job.cube, job.base_image, progress=progress)
 
     def admit(self, job: Job) -> bool:

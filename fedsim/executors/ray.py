@@ -113,7 +113,7 @@ def _stderr_without(noise: tuple[str, ...]) -> Iterator[None]:
 
 
 def _set_auth_mode(mode: str) -> None:
-    from ray._raylet import Config
+    from ray._raylet import Config  # type: ignore[attr-defined]  # _raylet.pyi lists a part of the compiled module only
 
     os.environ[AUTH_MODE_ENV] = mode
     Config.initialize("")  # re-read RAY_AUTH_MODE, as Ray does when it turns token mode on itself
@@ -121,7 +121,7 @@ def _set_auth_mode(mode: str) -> None:
 
 def _cluster_accepts(address: str) -> bool:
     """Does the cluster's GCS answer this process (in its current auth mode)? False: it rejected the token."""
-    from ray._raylet import InnerGcsClient
+    from ray._raylet import InnerGcsClient  # type: ignore[attr-defined]  # _raylet.pyi lists a part of the compiled module only
     from ray.exceptions import AuthenticationError
 
     with _stderr_without(_PROBE_NOISE):
@@ -149,7 +149,12 @@ def match_cluster_auth(address: str) -> None:
     retry for minutes).
     """
     try:
-        from ray._raylet import AuthenticationTokenLoader, Config, InnerGcsClient  # noqa: F401
+        # a Ray without these names has no token authentication; _raylet.pyi lists a part of the module only
+        from ray._raylet import (  # type: ignore[attr-defined]  # noqa: F401
+            AuthenticationTokenLoader,
+            Config,
+            InnerGcsClient,
+        )
         from ray.exceptions import AuthenticationError, RpcError
     except ImportError:  # a Ray without token authentication
         return
@@ -194,7 +199,7 @@ def _restore_auth_mode(saved: str | None) -> None:
     try:
         if saved is None:
             os.environ.pop(AUTH_MODE_ENV, None)
-            from ray._raylet import Config
+            from ray._raylet import Config  # type: ignore[attr-defined]  # _raylet.pyi lists a part of the compiled module only
 
             Config.initialize("")
         else:
@@ -205,7 +210,8 @@ def _restore_auth_mode(saved: str | None) -> None:
 
 def _connect_error(address: str | None, exc: BaseException) -> str:
     """One line for a failed ``ray.init``: the token fix when the cluster refused the token, else Ray's first line."""
-    chain, e = [], exc
+    chain: list[BaseException] = []
+    e: BaseException | None = exc
     while e is not None and len(chain) < 10:
         chain.append(e)
         e = e.__cause__ or e.__context__
@@ -464,7 +470,7 @@ class RayExecutor(Executor):
                 if stop_event is not None and stop_event.is_set() and not stop_sent:
                     self._board.stop.remote(token)
                     stop_sent = True
-            return ray.get(ref)  # type: ignore[no-any-return]
+            return ray.get(ref)
         except ray.exceptions.RayError as exc:  # the task died (node lost, worker killed): a record, not a raise
             return JobResult(
                 job.site, job.name, job.kind.value, job.model, JobStatus.FAILED,

@@ -119,13 +119,13 @@ class GpuSampler:
                 log.debug("NVML process list failed on %s: %s", uuid, exc)
                 continue
             owners = [(p, self._resolve(p.pid, candidates)) for p in procs]
-            for p, w in owners:
-                if w is None:
+            for p, owner in owners:
+                if owner is None:
                     continue
                 if p.used_bytes is None:
-                    unknown[id(w)] = True
+                    unknown[id(owner)] = True
                 else:
-                    totals[id(w)] += p.used_bytes
+                    totals[id(owner)] += p.used_bytes
             for w in candidates:
                 if unknown.get(id(w)):
                     mine = [o for _, o in owners if o is w]

@@ -1,4 +1,5 @@
-"""Run one job to completion: pick its runtime, prepare the cube, launch, supervise, record.
+"""Run one job to completion: the runtime its containment policy names, prepare the cube, launch, supervise,
+record.
 
 The same ``execute_job`` runs under every executor; executors only decide where it runs.
 """
@@ -21,7 +22,7 @@ from fedsim.guard.gpu import GpuMemoryGuard, GpuSampler
 from fedsim.jobs.diagnose import explain_failure
 from fedsim.jobs.job import Job, JobKind, JobResult, JobStatus
 from fedsim.runtimes.orphans import TOKEN_VAR, job_token
-from fedsim.runtimes.select import Choice, RuntimePool, choose
+from fedsim.runtimes.select import RuntimePool
 from fedsim.spec.models import DEFAULT_MAX_PIDS
 from fedsim.store.reason import reason_from_log
 from fedsim.store.tail import read_end
@@ -78,16 +79,11 @@ def validate_outputs(job: Job) -> dict[str, list[str]]:
         from fedsim.metrics.predictions import case_problems
 
         cases = sorted(p.name for p in job.cases_dir.iterdir() if p.is_dir())
-        return case_problems(output, job.cases_dir, cases)
+        return case_problems(output, job.cases_dir, cases, job.output_labels)
     except Exception:  # a bug in the validator must not turn a finished job into a failure
         with contextlib.suppress(OSError), open(job.log_path, "a", encoding="utf-8") as fh:
             fh.write("fedsim: validating the predictions failed:\n" + traceback.format_exc())
         return {}
-
-
-def job_runtime(job: Job) -> Choice:
-    """The runtime ``job`` runs on (raises :class:`fedsim.errors.RuntimeUnavailable` when none can run it)."""
-    return choose(job.runtime, job.cube, sandbox=job.untrusted or job.sandbox, allow_unsandboxed=job.allow_unsandboxed)
 
 
 def execute_job(
@@ -102,10 +98,12 @@ def execute_job(
     try:
         for path in job.clean_outputs:
             _clean(path)
-        choice = job_runtime(job)
-        name = choice.runtime
+        policy = job.containment()
+        result.policy = policy.record()
+        policy.check()  # no runtime may run it: the job fails with the refusal
+        name = policy.runtime
         result.runtime = name
-        runtime = runtimes.get(choice.instance)
+        runtime = runtimes.get(policy.instance)
         runtime.prepare(job.cube, job.base_image)  # image build/pull: before the clock starts
         num_cases = count_cases(job.cases_dir)
         result.num_cases = num_cases if job.cases_dir is not None else None
@@ -115,8 +113,8 @@ def execute_job(
             job.task,
             job.overrides(),
             isolation=Isolation(
-                untrusted=job.untrusted,
-                singularity_fidelity=job.untrusted and job.runtime == "singularity" and name == "docker",
+                untrusted=policy.untrusted,
+                singularity_fidelity=policy.singularity_fidelity,
                 ram_bytes=job.limits.ram_bytes,
                 base_image=job.base_image,
                 cpus=job.limits.cpus,
@@ -129,6 +127,7 @@ def execute_job(
             env={TOKEN_VAR: job_token(run_id, job.key)},
         )
         result.containment = runtime.containment(inv)
+        result.sandbox_binary = runtime.sandbox_binary()
         inv.create_directories()
         job.log_path.parent.mkdir(parents=True, exist_ok=True)
         job.log_path.write_bytes(b"")
@@ -179,7 +178,7 @@ def execute_job(
         tail = _tail_lines(job.log_path, 40)  # read once: the telling line for the reason, all for the diagnosis
         last = reason_from_log("\n".join(tail))
         result.reason = f"exited with code {outcome.exit_code}" + (f": {last}" if last else "")
-        hint = explain_failure("\n".join(tail), inv.isolation)
+        hint = runtime.failure_hint(inv, "\n".join(tail)) or explain_failure("\n".join(tail), inv.isolation)
         if hint:
             result.reason = f"{hint} ({result.reason})"
     return result

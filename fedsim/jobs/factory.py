@@ -5,12 +5,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from fedsim.cube import CubeSpec
 from fedsim.cube.contract import task_paths
 from fedsim.jobs.job import Job, JobKind, JobLimits
+from fedsim.runtimes.policy import ContainmentPolicy, resolve
+from fedsim.spec import HardwareProfile
 
 GiB = 1024**3
+
+
+class SubmissionLimits(Protocol):
+    """What a submission's limits are made from: a benchmark's ``limits`` (:class:`fedsim.spec.ResourceLimits`),
+    or ``check-submission``'s options, which default to the same official values."""
+
+    @property
+    def timeout_per_case_s(self) -> float: ...
+    @property
+    def ram_gb(self) -> float: ...
+    @property
+    def gpu_memory_gb(self) -> float: ...
+    @property
+    def output_mb_per_case(self) -> float: ...
+    @property
+    def max_pids(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -40,6 +59,29 @@ class ModelLimits:
         )
 
 
+def model_limits(limits: SubmissionLimits, hardware: HardwareProfile | None = None) -> ModelLimits:
+    """The one recipe for a submission's limits (planner, stress test, check-submission): the federation's
+    ``limits`` narrowed by what the site's ``hardware`` has (RAM, GPU memory), with its GPUs and its CPU count as
+    the job's quota. No site (stress, check-submission): the federation's hardware, one GPU, no CPU quota."""
+    if hardware is None:
+        return ModelLimits(
+            timeout_per_case_s=limits.timeout_per_case_s,
+            ram_gb=limits.ram_gb,
+            gpu_memory_gb=limits.gpu_memory_gb,
+            output_mb_per_case=limits.output_mb_per_case,
+            max_pids=limits.max_pids,
+        )
+    return ModelLimits(
+        timeout_per_case_s=limits.timeout_per_case_s,
+        ram_gb=min(limits.ram_gb, hardware.ram_gb),
+        gpu_memory_gb=min(limits.gpu_memory_gb, hardware.gpu_memory_gb),
+        output_mb_per_case=limits.output_mb_per_case,
+        max_pids=limits.max_pids,
+        site_gpus=hardware.gpus,
+        cpus=hardware.cpus,
+    )
+
+
 def infer_job(
     *,
     site: str,
@@ -54,10 +96,13 @@ def infer_job(
     workdir: Path,
     base_image: str | None = None,
     run_id: str = "",
-    allow_unsandboxed: bool = False,
+    policy: ContainmentPolicy | None = None,
     validate_outputs: bool = True,
+    labels: tuple[int, ...] = (0, 1, 2, 4),
 ) -> Job:
-    """A submission's ``infer``: only the federation's keys, untrusted, its predictions cleaned before a rerun."""
+    """A submission's ``infer``: only the federation's keys, untrusted, its predictions cleaned before a rerun.
+    ``policy``: its containment as the caller resolved it (default: untrusted on ``runtime``, no leave to run it
+    unsandboxed)."""
     return Job(
         site=site,
         name=name,
@@ -70,11 +115,11 @@ def infer_job(
         log_path=log_path,
         workdir=workdir,
         model=model,
-        untrusted=True,
         cases_dir=data,
         clean_outputs=(predictions,),
         base_image=base_image,
         run_id=run_id,
-        allow_unsandboxed=allow_unsandboxed,
+        policy=policy if policy is not None else resolve(runtime, cube, untrusted=True),
         validate_outputs=validate_outputs,
+        output_labels=tuple(labels),
     )

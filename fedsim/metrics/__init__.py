@@ -1,4 +1,5 @@
-"""BraTS metrics with CaPTk semantics (docs/metrics.md), fast, for the metrics cube.
+"""BraTS metrics (CaPTk semantics for 2021, the 2023 lesion-wise and the 2025 panoptica sets; docs/metrics.md),
+fast, for the metrics cube.
 
 Imports only numpy, scipy, nibabel and ``fedsim.errors`` so it runs in a bare Debian bookworm image; the
 submodules load on first use to keep ``import fedsim.metrics`` cheap.
@@ -12,11 +13,15 @@ from typing import Any
 __all__ = [
     "BRATS2021_REGIONS",
     "BRATS2023_REGIONS",
+    "BRATS2025_CONFIGS",
+    "BRATS2025_REGIONS",
     "HD95_ONE_EMPTY",
     "HD95_PENALTY",
     "METRIC_SETS",
     "Geometry",
     "UnreadableVolume",
+    "brats2025_columns",
+    "brats2025_metrics",
     "case_metrics",
     "evaluate_case",
     "evaluate_dir",
@@ -33,6 +38,10 @@ _WHERE = {
     "case_metrics": "brats",
     "penalty_row": "brats",
     "hd95": "hausdorff",
+    "BRATS2025_CONFIGS": "brats2025",
+    "BRATS2025_REGIONS": "brats2025",
+    "brats2025_columns": "brats2025",
+    "brats2025_metrics": "brats2025",
     "BRATS2023_REGIONS": "lesionwise",
     "lesionwise_metrics": "lesionwise",
     "Geometry": "nifti",

@@ -7,10 +7,14 @@ empty in both, so those voxels only ever add to TN, which is derived as ``voxels
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from fedsim.metrics.hausdorff import PAD, crop_padded, hd95_ringed, nonzero_box
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 BRATS2021_REGIONS: dict[str, tuple[int, ...]] = {"ET": (4,), "TC": (1, 4), "WT": (1, 2, 4)}
 # CaPTk writes the diagonal of the 240x240x155 volume when exactly one of the two masks is empty.
@@ -40,7 +44,7 @@ def penalty_row(n_voxels: int, regions: Mapping[str, Sequence[int]] = BRATS2021_
     return row
 
 
-def encode_regions(labels: np.ndarray, regions: Mapping[str, Sequence[int]]) -> np.ndarray:
+def encode_regions(labels: NDArray[np.generic], regions: Mapping[str, Sequence[int]]) -> NDArray[np.uint8]:
     """One uint8 per voxel with bit i set when the voxel's label belongs to region i (max 8 regions)."""
     if len(regions) > 8:
         raise ValueError("at most 8 regions")
@@ -50,18 +54,21 @@ def encode_regions(labels: np.ndarray, regions: Mapping[str, Sequence[int]]) -> 
             for v in values:
                 if 0 <= v <= 255:
                     lut[v] |= 1 << bit
-        return lut[labels]
+        coded: NDArray[np.uint8] = lut[labels]
+        return coded
     code = np.zeros(labels.shape, dtype=np.uint8)
     for bit, values in enumerate(regions.values()):
         code[np.isin(labels, list(values))] |= np.uint8(1 << bit)
     return code
 
 
-def _region_masks(labels: np.ndarray, regions: Mapping[str, Sequence[int]]) -> list[np.ndarray]:
+def _region_masks(labels: NDArray[np.generic], regions: Mapping[str, Sequence[int]]) -> list[NDArray[np.bool_]]:
     """One boolean mask per region of a (cropped) label volume (equality tests beat a lookup table)."""
-    lo, hi = (
-        (np.iinfo(labels.dtype).min, np.iinfo(labels.dtype).max) if labels.dtype.kind in "iu" else (-np.inf, np.inf)
-    )
+    lo: float = -np.inf
+    hi: float = np.inf
+    if labels.dtype.kind in "iu":
+        info = np.iinfo(cast("np.dtype[np.integer[Any]]", labels.dtype))  # kind i/u: an integer dtype
+        lo, hi = info.min, info.max
     out = []
     for values in regions.values():
         mask = np.zeros(labels.shape, dtype=bool)
@@ -76,7 +83,9 @@ def _ratio(num: int, den: int) -> float:
     return num / den if den else float("nan")
 
 
-def region_metrics(a: np.ndarray, b: np.ndarray, n_voxels: int) -> tuple[dict[str, float], dict[str, int]]:
+def region_metrics(
+    a: NDArray[np.bool_], b: NDArray[np.bool_], n_voxels: int
+) -> tuple[dict[str, float], dict[str, int]]:
     """Scores and confusion counts of prediction ``a`` vs truth ``b``: boolean crops holding every voxel of
     both masks and a background ring of ``PAD`` voxels (see :func:`fedsim.metrics.hausdorff.crop_padded`);
     TN is derived from the volume's ``n_voxels``."""
@@ -121,8 +130,8 @@ def region_metrics(a: np.ndarray, b: np.ndarray, n_voxels: int) -> tuple[dict[st
 
 
 def case_metrics(
-    pred: np.ndarray | None,
-    truth: np.ndarray,
+    pred: NDArray[np.generic] | None,
+    truth: NDArray[np.generic],
     regions: Mapping[str, Sequence[int]] = BRATS2021_REGIONS,
 ) -> Metrics:
     """Per-region Dice/HD95/sensitivity/specificity/precision and TP/FP/TN/FN; None or a shape mismatch

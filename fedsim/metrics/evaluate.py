@@ -9,34 +9,63 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from fedsim.errors import SpecError
 from fedsim.metrics.brats import case_metrics
+from fedsim.metrics.brats2025 import brats2025_label_values, brats2025_metrics
 from fedsim.metrics.lesionwise import lesionwise_metrics
 from fedsim.metrics.nifti import UnreadableVolume, load_label
-from fedsim.metrics.predictions import label_problem
+from fedsim.metrics.predictions import LABELS, label_problem
 
 LABEL_SUFFIX = "_final_seg.nii.gz"
 PRED_SUFFIX = ".nii.gz"
 
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    Compute = Callable[
+        [NDArray[np.generic] | None, NDArray[np.generic], Mapping[str, Any] | None, tuple[float, ...]], dict[str, Any]
+    ]
+
 
 class MetricSet(NamedTuple):
-    """A named way of scoring one case; ``compute(None, truth, params)`` gives its penalty row."""
+    """A named way of scoring one case; ``compute(None, truth, params, spacing)`` gives its penalty row.
 
-    compute: Callable[[np.ndarray | None, np.ndarray, Mapping[str, Any] | None], dict[str, Any]]
+    ``labels(params)``: the label values a valid prediction may hold (the others are reported, and match no
+    region). ``spacing`` is the label's voxel spacing (x, y, z); the voxel-unit sets ignore it."""
+
+    compute: Compute
     description: str
+    labels: Callable[[Mapping[str, Any] | None], tuple[int, ...]] = lambda params: LABELS
 
 
-def _brats2021(pred: np.ndarray | None, truth: np.ndarray, params: Mapping[str, Any] | None) -> dict[str, Any]:
+def _brats2021(
+    pred: NDArray[np.generic] | None,
+    truth: NDArray[np.generic],
+    params: Mapping[str, Any] | None,
+    spacing: tuple[float, ...],
+) -> dict[str, Any]:
     return case_metrics(pred, truth)
+
+
+def _lesionwise(
+    pred: NDArray[np.generic] | None,
+    truth: NDArray[np.generic],
+    params: Mapping[str, Any] | None,
+    spacing: tuple[float, ...],
+) -> dict[str, Any]:
+    return lesionwise_metrics(pred, truth, params)
 
 
 METRIC_SETS: dict[str, MetricSet] = {
     "brats2021": MetricSet(_brats2021, "FeTS 2022 / BraTS 2021 voxel-wise metrics, CaPTk semantics"),
-    "lesionwise": MetricSet(lesionwise_metrics, "BraTS 2023 lesion-wise metrics"),
+    "lesionwise": MetricSet(_lesionwise, "BraTS 2023 lesion-wise metrics"),
+    "brats2025": MetricSet(
+        brats2025_metrics, "BraTS 2025 metrics (brats-evaluation / panoptica)", brats2025_label_values
+    ),
 }
 
 
@@ -59,22 +88,24 @@ def evaluate_case(
     """Metrics of one case; the prediction is scored as missing when it cannot be used.
 
     ``problems``, when given, receives why the prediction is not a valid one (missing, unreadable, misaligned,
-    or not labels in {0, 1, 2, 4}: those are scored as they are, voxels of other values matching no region).
+    or labels outside the set's (e.g. {0, 1, 2, 4}): those are scored as they are, voxels of other values
+    matching no region).
     """
-    compute = _metric_set(metric_set).compute
+    chosen = _metric_set(metric_set)
+    compute = chosen.compute
     try:
         truth, geometry = load_label(label_path)
     except UnreadableVolume as exc:
         raise SpecError(str(exc), file=str(label_path)) from exc
     found: list[str] = []
-    pred: np.ndarray | None = None
+    pred: NDArray[np.generic] | None = None
     if pred_path.exists() or pred_path.is_symlink():
         try:
             data, pred_geometry = load_label(pred_path, max_voxels=int(truth.size))
             mismatch = geometry.mismatch(pred_geometry)
             if mismatch is None:
                 pred = data
-                found += [p for p in [label_problem(data)] if p is not None]
+                found += [p for p in [label_problem(data, chosen.labels(params))] if p is not None]
             else:
                 found.append(f"{mismatch} (labels)")
         except UnreadableVolume as exc:
@@ -83,23 +114,23 @@ def evaluate_case(
         found.append("missing")
     if problems is not None:
         problems += found
-    return _plain(compute(pred, truth, params))
+    return _plain(compute(pred, truth, params, geometry.spacing))
 
 
 def evaluate_dir(
     predictions_dir: Path,
     labels_dir: Path,
     metric_set: str = "brats2021",
-    params: dict | None = None,
+    params: Mapping[str, Any] | None = None,
     problems: dict[str, list[str]] | None = None,
-) -> dict[str, dict]:
+) -> dict[str, dict[str, Any]]:
     """``{case: metrics}`` for every labelled case, sorted by case id; ``problems`` (when given) receives
     ``{case: [why its prediction is invalid]}`` for the cases with one (see :func:`evaluate_case`)."""
     predictions_dir, labels_dir = Path(predictions_dir), Path(labels_dir)
     _metric_set(metric_set)
     if not labels_dir.is_dir():
         raise SpecError("labels directory not found", file=str(labels_dir))
-    out: dict[str, dict] = {}
+    out: dict[str, dict[str, Any]] = {}
     for case in list_cases(labels_dir):
         found: list[str] = []
         out[case] = evaluate_case(

@@ -30,11 +30,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Literal, TypeVar, cast, overload
 
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, NDArray
+
+_Scalar = TypeVar("_Scalar", bound=np.generic)
 
 _CROSS = ndimage.generate_binary_structure(3, 1)
 # Background ring around every crop: one voxel for the erosion, two for the shell lookups.
@@ -44,20 +49,21 @@ _PERCENTILE = 95
 _FAR_REACH = 5
 
 
-def _any_along(mask: np.ndarray, axis: int | tuple[int, ...]) -> np.ndarray:
+def _any_along(mask: NDArray[np.generic], axis: int | tuple[int, ...]) -> NDArray[np.bool_]:
     """Boolean OR along ``axis``; ``bitwise_or`` on integer volumes skips a full ``!= 0`` temporary."""
     if mask.dtype.kind in "biu":
-        out = np.bitwise_or.reduce(mask, axis=axis)
-        return out if out.dtype == bool else out != 0
-    return np.any(mask != 0, axis=axis)
+        out: NDArray[np.generic] = np.bitwise_or.reduce(mask, axis=axis)
+        return cast("NDArray[np.bool_]", out) if out.dtype == bool else out != 0
+    found: NDArray[np.bool_] = np.any(mask != 0, axis=axis)  # an array: ``axis`` never names every axis
+    return found
 
 
-def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+def bounding_box(mask: NDArray[np.generic]) -> tuple[slice, ...] | None:
     """Tight slices around the non-zero voxels of ``mask``; None when it is empty."""
     return nonzero_box(mask)
 
 
-def nonzero_box(*arrays: np.ndarray) -> tuple[slice, ...] | None:
+def nonzero_box(*arrays: NDArray[np.generic]) -> tuple[slice, ...] | None:
     """Tight slices around the voxels that are non-zero in any of ``arrays`` (equal shapes); None if none is.
 
     In 3-D: one OR-reduction along the slowest axis gives the box's extent along the other two; a second one,
@@ -90,7 +96,7 @@ def nonzero_box(*arrays: np.ndarray) -> tuple[slice, ...] | None:
     return (*x, *yz)
 
 
-def _slices(projections: Sequence[Any]) -> tuple[slice, ...] | None:
+def _slices(projections: Sequence[ArrayLike]) -> tuple[slice, ...] | None:
     slices: list[slice] = []
     for proj in projections:
         hit = np.flatnonzero(proj)
@@ -100,7 +106,17 @@ def _slices(projections: Sequence[Any]) -> tuple[slice, ...] | None:
     return tuple(slices)
 
 
-def crop_padded(arr: np.ndarray, box: tuple[slice, ...], pad: int = PAD, as_bool: bool = False) -> np.ndarray:
+@overload
+def crop_padded(
+    arr: NDArray[_Scalar], box: tuple[slice, ...], pad: int = ..., as_bool: Literal[False] = ...
+) -> NDArray[_Scalar]: ...
+@overload
+def crop_padded(
+    arr: NDArray[np.generic], box: tuple[slice, ...], pad: int = ..., *, as_bool: Literal[True]
+) -> NDArray[np.bool_]: ...
+def crop_padded(
+    arr: NDArray[np.generic], box: tuple[slice, ...], pad: int = PAD, as_bool: bool = False
+) -> NDArray[np.generic]:
     """C-contiguous copy of ``arr[box]`` (``!= 0`` if ``as_bool``) grown by ``pad`` voxels, zero-filled beyond
     the volume edge.
 
@@ -119,17 +135,20 @@ def crop_padded(arr: np.ndarray, box: tuple[slice, ...], pad: int = PAD, as_bool
     return np.ascontiguousarray(part)
 
 
-def padded_crop(a: np.ndarray, b: np.ndarray, box: tuple[slice, ...], pad: int = PAD) -> tuple[np.ndarray, ...]:
+def padded_crop(
+    a: NDArray[np.generic], b: NDArray[np.generic], box: tuple[slice, ...], pad: int = PAD
+) -> tuple[NDArray[np.bool_], ...]:
     """Boolean crops of ``a`` and ``b`` to ``box`` grown by ``pad`` voxels (see :func:`crop_padded`)."""
     return tuple(crop_padded(arr, box, pad, as_bool=True) for arr in (a, b))
 
 
-def surface(mask: np.ndarray) -> np.ndarray:
+def surface(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
     """One-voxel surface: the mask minus its 6-connected erosion (outside counts as background)."""
-    return mask ^ ndimage.binary_erosion(mask, structure=_CROSS, iterations=1, border_value=0)
+    eroded: NDArray[np.bool_] = ndimage.binary_erosion(mask, structure=_CROSS, iterations=1, border_value=0)
+    return mask ^ eroded
 
 
-def _ringed_surface(mask: np.ndarray) -> np.ndarray:
+def _ringed_surface(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
     """:func:`surface` of a C-contiguous mask whose outermost voxel layer is background, by slicing."""
     nd = mask.ndim
     core = (slice(1, -1),) * nd
@@ -146,7 +165,7 @@ def _ringed_surface(mask: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=16)
-def _shell_table(ndim: int, reach: int, above: int) -> tuple[tuple[float, np.ndarray], ...]:
+def _shell_table(ndim: int, reach: int, above: int) -> tuple[tuple[float, NDArray[np.intp]], ...]:
     """(distance, integer offset vectors) of every complete shell of squared distance in
     (``above``, (reach+1)^2), i.e. reachable with every offset component in [-reach, reach]."""
     grid = np.stack(np.meshgrid(*[np.arange(-reach, reach + 1)] * ndim, indexing="ij"), axis=-1).reshape(-1, ndim)
@@ -159,22 +178,24 @@ def _shell_table(ndim: int, reach: int, above: int) -> tuple[tuple[float, np.nda
     return tuple(out)
 
 
-def _shells(shape: tuple[int, ...], reach: int, above: int = -1) -> list[tuple[float, np.ndarray]]:
+def _shells(shape: tuple[int, ...], reach: int, above: int = -1) -> list[tuple[float, NDArray[np.intp]]]:
     """:func:`_shell_table` with the offsets as flat offsets into a C-ordered array of ``shape``."""
     strides = np.cumprod((*shape[1:], 1)[::-1])[::-1].astype(np.intp)
     return [(d, vecs @ strides) for d, vecs in _shell_table(len(shape), reach, above)]
 
 
-def _hits(query: np.ndarray, target: np.ndarray, offs: np.ndarray) -> np.ndarray:
+def _hits(query: NDArray[np.intp], target: NDArray[np.bool_], offs: NDArray[np.intp]) -> NDArray[np.bool_]:
     """Which flat ``query`` indices have a True of the flat ``target`` at one of the flat offsets."""
     if offs.size == 1:
-        return target[query + offs[0]]
-    return target[offs[:, None] + query].any(axis=0)  # (offsets, queries): OR across rows is the fast way
+        one: NDArray[np.bool_] = target[query + offs[0]]
+        return one
+    rows: NDArray[np.bool_] = target[offs[:, None] + query]  # (offsets, queries): OR across rows is the fast way
+    return cast("NDArray[np.bool_]", rows.any(axis=0))  # 2-D rows: an array, never the scalar
 
 
 def _tree_distances(
-    query: np.ndarray, target_idx: np.ndarray, shape: tuple[int, ...], scale: np.ndarray | None
-) -> np.ndarray:
+    query: NDArray[np.intp], target_idx: NDArray[np.intp], shape: tuple[int, ...], scale: NDArray[np.float64] | None
+) -> NDArray[np.float64]:
     """Euclidean distance from each flat ``query`` index to the nearest of the flat ``target_idx``."""
     q = np.stack(np.unravel_index(query, shape), axis=1).astype(np.float64)
     r = np.stack(np.unravel_index(target_idx, shape), axis=1).astype(np.float64)
@@ -186,17 +207,21 @@ def _tree_distances(
 
 
 def _both_directions(
-    ca: np.ndarray, cb: np.ndarray, voxelspacing: Sequence[float] | None, need_all: bool
-) -> tuple[np.ndarray, np.ndarray]:
+    ca: NDArray[np.bool_],
+    cb: NDArray[np.bool_],
+    voxelspacing: Sequence[float] | None,
+    need_all: bool,
+    surfaces: tuple[NDArray[np.bool_], NDArray[np.bool_]] | None = None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Directed surface distances A→B and B→A of two ringed crops, each in C order of its surface (as MedPy's
     boolean index gives them). Unless ``need_all``, entries the 95th percentile cannot depend on are left at
-    +inf: each of them is larger than every finite entry."""
-    sa = _ringed_surface(ca)
-    sb = _ringed_surface(cb)
+    +inf: each of them is larger than every finite entry. ``surfaces``: the crops' surfaces, when the caller
+    has them already (the crops are then not read)."""
+    sa, sb = surfaces if surfaces is not None else (_ringed_surface(ca), _ringed_surface(cb))
     idx = [np.flatnonzero(sa), np.flatnonzero(sb)]
     flat = [sb.ravel(), sa.ravel()]  # direction k looks for the other surface
     dist = [np.full(i.size, np.inf) for i in idx]
-    todo = [np.arange(i.size) for i in idx]
+    todo: list[NDArray[np.intp]] = [np.arange(i.size) for i in idx]
     scale = None if voxelspacing is None else np.asarray(voxelspacing, dtype=np.float64)
     exact = need_all or scale is not None
     n = idx[0].size + idx[1].size
@@ -205,7 +230,9 @@ def _both_directions(
     resolved = 0
 
     def search(
-        shells: Sequence[tuple[float, np.ndarray]], queries: list[np.ndarray], targets: list[np.ndarray]
+        shells: Sequence[tuple[float, NDArray[np.intp]]],
+        queries: Sequence[NDArray[np.intp]],
+        targets: Sequence[NDArray[np.bool_]],
     ) -> bool:
         nonlocal resolved
         for d, offs in shells:
@@ -219,25 +246,25 @@ def _both_directions(
                 return True
         return False
 
-    near = _shells(ca.shape, PAD)
+    near = _shells(sa.shape, PAD)
     done = search(near[:1] if scale is not None else near, idx, flat)
     if not done and not exact:
         # farther shells on copies of the surfaces with a wider background ring
         extra = _FAR_REACH - PAD
-        shape = tuple(s + 2 * extra for s in ca.shape)
-        moved = [np.ravel_multi_index(tuple(c + extra for c in np.unravel_index(i, ca.shape)), shape) for i in idx]
+        shape = tuple(s + 2 * extra for s in sa.shape)
+        moved = [np.ravel_multi_index(tuple(c + extra for c in np.unravel_index(i, sa.shape)), shape) for i in idx]
         wide = [np.pad(sb, extra).ravel(), np.pad(sa, extra).ravel()]
         done = search(_shells(shape, _FAR_REACH, above=PAD * PAD + 2 * PAD), moved, wide)
     if not done:
         for k in (0, 1):
             if todo[k].size:
-                dist[k][todo[k]] = _tree_distances(idx[k][todo[k]], idx[1 - k], ca.shape, scale)
+                dist[k][todo[k]] = _tree_distances(idx[k][todo[k]], idx[1 - k], sa.shape, scale)
     return dist[0], dist[1]
 
 
 def surface_distances(
-    a: np.ndarray, b: np.ndarray, voxelspacing: Sequence[float] | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+    a: NDArray[np.generic], b: NDArray[np.generic], voxelspacing: Sequence[float] | None = None
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Both directed surface-distance sets (A→B, B→A) of two non-empty masks of equal shape.
 
     Equal to MedPy's ``distance_transform_edt(~surface_b)[surface_a]`` and the reverse.
@@ -251,7 +278,7 @@ def surface_distances(
     return _both_directions(ca, cb, voxelspacing, need_all=True)
 
 
-def hd95(a: np.ndarray, b: np.ndarray, voxelspacing: Sequence[float] | None = None) -> float:
+def hd95(a: NDArray[np.generic], b: NDArray[np.generic], voxelspacing: Sequence[float] | None = None) -> float:
     """MedPy-identical HD95 of two masks; raises ValueError when either is empty (as MedPy does)."""
     a = np.asarray(a)
     b = np.asarray(b)
@@ -265,16 +292,27 @@ def hd95(a: np.ndarray, b: np.ndarray, voxelspacing: Sequence[float] | None = No
 
 
 def hd95_in_box(
-    a: np.ndarray, b: np.ndarray, box: tuple[slice, ...], voxelspacing: Sequence[float] | None = None
+    a: NDArray[np.generic], b: NDArray[np.generic], box: tuple[slice, ...], voxelspacing: Sequence[float] | None = None
 ) -> float:
     """HD95 of two non-empty masks whose union lies inside ``box`` (caller knows the box)."""
     ca, cb = padded_crop(a, b, box)
     return hd95_ringed(ca, cb, voxelspacing)
 
 
-def hd95_ringed(ca: np.ndarray, cb: np.ndarray, voxelspacing: Sequence[float] | None = None) -> float:
+def hd95_ringed(
+    ca: NDArray[np.bool_], cb: NDArray[np.bool_], voxelspacing: Sequence[float] | None = None
+) -> float:
     """HD95 of two non-empty, C-contiguous boolean crops that carry a background ring of :data:`PAD` voxels."""
     d_ab, d_ba = _both_directions(ca, cb, voxelspacing, need_all=False)
+    return float(np.percentile(np.concatenate((d_ab, d_ba)), _PERCENTILE))
+
+
+def hd95_surfaces(
+    sa: NDArray[np.bool_], sb: NDArray[np.bool_], voxelspacing: Sequence[float] | None = None
+) -> float:
+    """:func:`hd95_ringed` from the two masks' one-voxel surfaces (``mask ^ erosion``, non-empty, C-contiguous,
+    with the same background ring), for a caller that computed them for another metric already."""
+    d_ab, d_ba = _both_directions(sa, sb, voxelspacing, need_all=False, surfaces=(sa, sb))
     return float(np.percentile(np.concatenate((d_ab, d_ba)), _PERCENTILE))
 
 

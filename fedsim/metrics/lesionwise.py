@@ -23,7 +23,7 @@ whereas the reference's ``Legacy_HD95`` uses surface-distance.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import ndimage
@@ -31,6 +31,9 @@ from scipy import ndimage
 from fedsim.metrics.brats import HD95_PENALTY, case_metrics, encode_regions, penalty_row
 from fedsim.metrics.hausdorff import bounding_box, nonzero_box, union_box
 from fedsim.metrics.surface import hd95_cropped
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 BRATS2023_REGIONS: dict[str, tuple[int, ...]] = {"ET": (3,), "TC": (1, 3), "WT": (1, 2, 3)}
 DEFAULTS: dict[str, Any] = {"dilation_iterations": 3, "min_lesion_size": 50, "labels": BRATS2023_REGIONS}
@@ -55,7 +58,7 @@ def _params(params: Mapping[str, Any] | None) -> tuple[int, int, dict[str, tuple
 
 
 def region_lesionwise(
-    pred: np.ndarray, truth: np.ndarray, dilation_iterations: int = 3, min_lesion_size: int = 50
+    pred: NDArray[np.bool_], truth: NDArray[np.bool_], dilation_iterations: int = 3, min_lesion_size: int = 50
 ) -> dict[str, float | int]:
     """Lesion-wise Dice/HD95 and lesion counts of one region (boolean masks of equal shape)."""
     box = union_box(bounding_box(pred), bounding_box(truth))
@@ -118,7 +121,7 @@ def region_lesionwise(
 
 
 def lesionwise_metrics(
-    pred: np.ndarray | None, truth: np.ndarray, params: Mapping[str, Any] | None = None
+    pred: NDArray[np.generic] | None, truth: NDArray[np.generic], params: Mapping[str, Any] | None = None
 ) -> dict[str, float | int | bool]:
     """Lesion-wise keys per region plus the voxel-wise (legacy) keys on the same label mapping."""
     dil, min_size, regions = _params(params)

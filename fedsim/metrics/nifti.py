@@ -13,10 +13,18 @@ import stat
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fedsim.errors import FedsimError
+
+if TYPE_CHECKING:
+    from nibabel.nifti1 import Nifti1Header
+    from numpy.typing import ArrayLike, NDArray
+
+    # the dtype comes from the header at run time (kind b, i, u or f), and the arithmetic follows it
+    Voxels = NDArray[Any]
 
 # A label volume larger than this is refused even without a reference (512³ voxels).
 DEFAULT_MAX_VOXELS = 512**3
@@ -37,10 +45,10 @@ class Geometry:
     spacing: tuple[float, ...]
     origin: tuple[float, ...]
     direction: tuple[tuple[float, ...], ...]
-    affine: np.ndarray
+    affine: NDArray[np.float64]
 
     @classmethod
-    def from_affine(cls, shape: tuple[int, ...], affine: np.ndarray) -> Geometry:
+    def from_affine(cls, shape: tuple[int, ...], affine: ArrayLike) -> Geometry:
         """Split a 4×4 affine into spacing (column norms), origin and unit direction columns."""
         lin = np.asarray(affine, dtype=np.float64)[:3, :3]
         spacing = np.linalg.norm(lin, axis=0)
@@ -94,13 +102,15 @@ def _inflate(raw: bytes, limit: int) -> bytes:
     return b"".join(parts)
 
 
-def _parse_header(head: bytes):  # -> nibabel header
+def _parse_header(head: bytes) -> Nifti1Header:
+    """The NIfTI-1 or -2 header at the start of ``head`` (a Nifti2Header is a Nifti1Header)."""
     import nibabel as nib
 
     if len(head) < 348:
         raise UnreadableVolume("file too short for a NIfTI header")
     size_le = int.from_bytes(head[:4], "little")
     size_be = int.from_bytes(head[:4], "big")
+    klass: type[Nifti1Header]
     if 540 in (size_le, size_be):
         klass = nib.Nifti2Header
     elif 348 in (size_le, size_be):
@@ -115,7 +125,9 @@ def _parse_header(head: bytes):  # -> nibabel header
     return hdr
 
 
-def load_label(path: str | os.PathLike[str], max_voxels: int | None = None) -> tuple[np.ndarray, Geometry]:
+def load_label(
+    path: str | os.PathLike[str], max_voxels: int | None = None
+) -> tuple[Voxels, Geometry]:
     """Decode a label NIfTI (.nii or .nii.gz) to an array (uint8 when the values allow) and its geometry.
 
     ``max_voxels`` bounds what the header may claim (pass the label's voxel count for a prediction).
@@ -145,7 +157,7 @@ def load_label(path: str | os.PathLike[str], max_voxels: int | None = None) -> t
         raise UnreadableVolume(f"{path}: {exc}") from exc
 
 
-def _decode(raw: bytes, budget: int) -> tuple[np.ndarray, Geometry]:
+def _decode(raw: bytes, budget: int) -> tuple[Voxels, Geometry]:
     hdr = _parse_header(_inflate(raw, 540))
     shape = tuple(int(s) for s in hdr.get_data_shape())
     while len(shape) > 3 and shape[-1] == 1:
@@ -168,7 +180,7 @@ def _decode(raw: bytes, budget: int) -> tuple[np.ndarray, Geometry]:
         raise UnreadableVolume(f"truncated data: {len(body)} of {need} bytes")
     if len(body) >= need + _TRAILING_SLACK:
         raise UnreadableVolume(f"stream inflates past the {need} bytes the header declares (decompression bomb?)")
-    data = np.frombuffer(body, dtype=dtype, count=n_vox, offset=offset).reshape(shape, order="F")
+    data: Voxels = np.frombuffer(body, dtype=dtype, count=n_vox, offset=offset).reshape(shape, order="F")
     slope, inter = hdr.get_slope_inter()
     if (slope is not None and slope not in (0.0, 1.0)) or (inter is not None and inter != 0.0):
         data = data * np.float64(1.0 if slope is None or slope == 0 else slope) + np.float64(inter or 0.0)
@@ -177,7 +189,7 @@ def _decode(raw: bytes, budget: int) -> tuple[np.ndarray, Geometry]:
     return data, Geometry.from_affine(shape, affine)
 
 
-def _as_labels(data: np.ndarray) -> np.ndarray:
+def _as_labels(data: Voxels) -> Voxels:
     """uint8 when every value is (within 1e-4) an integer in 0..255 — the normal case — else as they are."""
     if data.dtype == np.uint8:
         return data

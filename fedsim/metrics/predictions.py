@@ -2,9 +2,10 @@
 output checks and the output validation of every benchmark run.
 
 Expected: one regular ``<case>.nii.gz`` per case directory and nothing else, each a readable NIfTI on the
-input's grid with integer labels in {0, 1, 2, 4}. Predictions are untrusted: they are decoded with the bounded
-reader of :mod:`fedsim.metrics.nifti` (no decompression bombs, no symlinks followed, a voxel budget from the
-input's own header). Imports only numpy, nibabel and the metrics package, so it also runs in the metrics cube.
+input's grid with integer labels in the benchmark's set (FeTS: {0, 1, 2, 4}; BraTS 2025: {0, 1, 2, 3, 4}).
+Predictions are untrusted: they are decoded with the bounded reader of :mod:`fedsim.metrics.nifti` (no
+decompression bombs, no symlinks followed, a voxel budget from the input's own header). Imports only numpy,
+nibabel and the metrics package, so it also runs in the metrics cube.
 """
 
 from __future__ import annotations
@@ -13,11 +14,16 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fedsim.metrics.nifti import Geometry, UnreadableVolume, load_label
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from fedsim.metrics.nifti import Voxels
 
 __all__ = [
     "LABELS",
@@ -90,7 +96,7 @@ def scan_files(output_dir: Path, cases: tuple[str, ...] | list[str]) -> FileScan
     return scan
 
 
-def input_grid(case_dir: Path) -> tuple[tuple[int, ...], np.ndarray] | None:
+def input_grid(case_dir: Path) -> tuple[tuple[int, ...], NDArray[np.float64]] | None:
     """Shape and affine of the case's first input volume (header only); None when it has none readable."""
     import nibabel as nib
 
@@ -103,20 +109,20 @@ def input_grid(case_dir: Path) -> tuple[tuple[int, ...], np.ndarray] | None:
     return None
 
 
-def _stored_dtype(path: Path) -> np.dtype | None:
+def _stored_dtype(path: Path) -> np.dtype[np.generic] | None:
     """The on-disk data type from the header (the bounded reader already accepted the file)."""
     import nibabel as nib
 
     try:
         img: Any = nib.load(str(path))
-        dtype: np.dtype = np.dtype(img.header.get_data_dtype())
+        dtype: np.dtype[np.generic] = np.dtype(img.header.get_data_dtype())
         return dtype
     except Exception:  # a nicety only: never fail the check on it
         return None
 
 
-def label_problem(data: np.ndarray) -> str | None:
-    """Why decoded prediction voxels are not integer labels in {0, 1, 2, 4}, or None when they are.
+def label_problem(data: Voxels, labels: tuple[int, ...] = LABELS) -> str | None:
+    """Why decoded prediction voxels are not integer labels in ``labels`` (FeTS: {0, 1, 2, 4}), or None.
 
     ``data`` is what :func:`~fedsim.metrics.nifti.load_label` returns: uint8 whenever the values are integers
     in 0..255, so the common case is two byte-wise comparisons (~5 ms for 240×240×155).
@@ -127,17 +133,20 @@ def label_problem(data: np.ndarray) -> str | None:
         first = int(np.argmax(fraction))  # an example value without materialising every one
         shown = f"{float(data.flat[first]):.4g}" if fraction.flat[first] else "NaN/inf"
         return f"non-integer values (stored as {data.dtype}, e.g. {shown})"
-    outside = (data == 3) | (data > 4)  # {0, 1, 2, 4} is everything in 0..4 but 3
+    top = max(labels)
+    outside = data > top
+    for gap in sorted(set(range(top)) - set(labels)):  # FeTS: {0, 1, 2, 4} is everything in 0..4 but 3
+        outside |= data == gap
     if data.dtype.kind == "i":
         outside |= data < 0
     if not outside.any():
         return None
     bad = sorted({int(v) for v in np.unique(data[outside])})
-    return f"labels {bad} outside {{0, 1, 2, 4}}"
+    return f"labels {bad} outside {{{', '.join(str(v) for v in sorted(labels))}}}"
 
 
-def check_case(output_dir: Path, data_dir: Path, case: str) -> list[CaseFinding]:
-    """Geometry and labels of one present prediction against the case's input (``data_dir/<case>/``)."""
+def check_case(output_dir: Path, data_dir: Path, case: str, labels: tuple[int, ...] = LABELS) -> list[CaseFinding]:
+    """Geometry and ``labels`` of one present prediction against the case's input (``data_dir/<case>/``)."""
     name = f"{case}{PRED_SUFFIX}"
     path = output_dir / name
     grid = input_grid(data_dir / case)
@@ -152,7 +161,7 @@ def check_case(output_dir: Path, data_dir: Path, case: str) -> list[CaseFinding]
         mismatch = Geometry.from_affine(grid[0], grid[1]).mismatch(pred)
         if mismatch is not None:
             found.append(CaseFinding(case, GEOMETRY, f"{mismatch} (input)"))
-    problem = label_problem(data)
+    problem = label_problem(data, tuple(labels))
     if problem is not None:
         found.append(CaseFinding(case, LABEL_VALUES, problem))
     elif data.dtype.kind != "f":
@@ -162,9 +171,11 @@ def check_case(output_dir: Path, data_dir: Path, case: str) -> list[CaseFinding]
     return found
 
 
-def case_problems(output_dir: Path, data_dir: Path, cases: list[str] | tuple[str, ...]) -> dict[str, list[str]]:
+def case_problems(
+    output_dir: Path, data_dir: Path, cases: list[str] | tuple[str, ...], labels: tuple[int, ...] = LABELS
+) -> dict[str, list[str]]:
     """``{case: [problem, ...]}`` for every expected case whose prediction the federation would reject
-    (missing, a symlink, unreadable, off the input's grid, not labels in {0, 1, 2, 4}); warnings left out.
+    (missing, a symlink, unreadable, off the input's grid, not labels in ``labels``); warnings left out.
 
     What a benchmark run records after each successful ``infer``; the same findings as ``check-submission``.
     """
@@ -174,7 +185,7 @@ def case_problems(output_dir: Path, data_dir: Path, cases: list[str] | tuple[str
     for case in cases:
         name = f"{case}{PRED_SUFFIX}"
         if case in scan.present:
-            problems = [f.text for f in check_case(output_dir, data_dir, case) if not f.warning]
+            problems = [f.text for f in check_case(output_dir, data_dir, case, labels) if not f.warning]
         elif name in links:
             problems = ["a symlink, not a file"]
         else:

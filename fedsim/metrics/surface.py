@@ -45,12 +45,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from scipy.spatial import cKDTree
 
 from fedsim.metrics.hausdorff import crop_padded, nonzero_box
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 SPACING_1MM: tuple[float, float, float] = (1.0, 1.0, 1.0)
 # Shell search reach in corners: distances below (_REACH + 1) x the smallest spacing are found by lookups.
@@ -102,15 +105,15 @@ def _spacing(spacing: Sequence[float]) -> tuple[float, float, float]:
     s = tuple(float(x) for x in spacing)
     if len(s) != 3 or not all(math.isfinite(x) and x > 0 for x in s):
         raise ValueError(f"spacing must be three positive numbers, got {spacing!r}")
-    return s  # type: ignore[return-value]
+    return s
 
 
 @lru_cache(maxsize=16)
-def _area_table(spacing: tuple[float, float, float]) -> np.ndarray:
+def _area_table(spacing: tuple[float, float, float]) -> NDArray[np.float64]:
     # same operations, in the same order, as create_table_neighbour_code_to_surface_area
     table = np.zeros(256)
     for code, normals in enumerate(neighbour_code_normals()):
-        total: float = 0
+        total = np.float64(0)
         for normal in normals:
             n = np.zeros(3)
             n[0] = normal[0] * spacing[1] * spacing[2]
@@ -122,12 +125,12 @@ def _area_table(spacing: tuple[float, float, float]) -> np.ndarray:
     return table
 
 
-def surfel_areas(spacing: Sequence[float] = SPACING_1MM) -> np.ndarray:
+def surfel_areas(spacing: Sequence[float] = SPACING_1MM) -> NDArray[np.float64]:
     """Surfel area (mm²) per neighbourhood code 0..255 for this voxel spacing (read-only)."""
     return _area_table(_spacing(spacing))
 
 
-def neighbour_codes(ringed: np.ndarray) -> np.ndarray:
+def neighbour_codes(ringed: NDArray[np.bool_]) -> NDArray[np.uint8]:
     """Corner codes (uint8) of a boolean volume whose outermost voxel layer is background.
 
     Output shape is one less per axis: entry ``i`` is the corner shared by voxels ``i .. i+1`` (per axis) and
@@ -136,11 +139,13 @@ def neighbour_codes(ringed: np.ndarray) -> np.ndarray:
     v = np.ascontiguousarray(ringed, dtype=bool).view(np.uint8)
     t = (v[:, :, :-1] << 1) | v[:, :, 1:]
     t = (t[:, :-1] << 2) | t[:, 1:]
-    return (t[:-1] << 4) | t[1:]
+    return (t[:-1] << 4) | t[1:]  # type: ignore[return-value]  # uint8 << int is uint8 (NEP 50); stubs widen
 
 
 @lru_cache(maxsize=16)
-def _offset_table(spacing: tuple[float, float, float], reach: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _offset_table(
+    spacing: tuple[float, float, float], reach: int
+) -> tuple[NDArray[np.intp], NDArray[np.float64], NDArray[np.intp]]:
     """The corner offsets with components in [-reach, reach] that are nearer than any offset outside that
     cube, nearest first: (vectors (n, 3), distance of each shell, first offset of each shell plus n).
 
@@ -157,7 +162,7 @@ def _offset_table(spacing: tuple[float, float, float], reach: int) -> tuple[np.n
 
 
 @lru_cache(maxsize=16)
-def _area_ranks(spacing: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+def _area_ranks(spacing: tuple[float, float, float]) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
     """Distinct surfel areas (ascending) and each code's index into them."""
     values, rank = np.unique(_area_table(spacing), return_inverse=True)
     return values, rank.reshape(-1)
@@ -166,19 +171,19 @@ def _area_ranks(spacing: tuple[float, float, float]) -> tuple[np.ndarray, np.nda
 class SurfaceDistances(NamedTuple):
     """What ``surface_distance.compute_surface_distances`` returns (sorted by distance, then area)."""
 
-    distances_gt_to_pred: np.ndarray
-    distances_pred_to_gt: np.ndarray
-    surfel_areas_gt: np.ndarray
-    surfel_areas_pred: np.ndarray
+    distances_gt_to_pred: NDArray[np.float64]
+    distances_pred_to_gt: NDArray[np.float64]
+    surfel_areas_gt: NDArray[np.float64]
+    surfel_areas_pred: NDArray[np.float64]
 
 
 class _Surfels(NamedTuple):
-    grid: np.ndarray  # flat boolean corner grid with a ring of _REACH non-surfel corners
-    flat: np.ndarray  # flat indices of the surfels in that grid (C order, as the reference lists them)
-    codes: np.ndarray  # their neighbourhood codes
+    grid: NDArray[np.bool_]  # flat boolean corner grid with a ring of _REACH non-surfel corners
+    flat: NDArray[np.intp]  # flat indices of the surfels in that grid (C order, as the reference lists them)
+    codes: NDArray[np.uint8]  # their neighbourhood codes
 
 
-def _surfels(ringed: np.ndarray) -> _Surfels:
+def _surfels(ringed: NDArray[np.bool_]) -> _Surfels:
     codes = neighbour_codes(ringed)
     r = _REACH
     shape = tuple(n + 2 * r for n in codes.shape)
@@ -193,8 +198,8 @@ def _surfels(ringed: np.ndarray) -> _Surfels:
 
 
 def _directed(
-    query: np.ndarray, target: _Surfels, shape: tuple[int, ...], spacing: tuple[float, float, float]
-) -> tuple[np.ndarray, np.ndarray]:
+    query: NDArray[np.intp], target: _Surfels, shape: tuple[int, ...], spacing: tuple[float, float, float]
+) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
     """Distances from the flat corner indices ``query`` to the nearest surfel of ``target``.
 
     Returns (shell index per query, with ``len(shell distances)`` for those beyond the shells; the exact
@@ -225,7 +230,9 @@ def _directed(
     return rank, np.sqrt(np.add.reduce(diff * diff, axis=1))
 
 
-def _sorted_pairs(distances: np.ndarray, areas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _sorted_pairs(
+    distances: NDArray[np.float64], areas: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """(distances, areas) sorted lexicographically, as ``sorted(zip(distances, areas))`` orders them."""
     z = np.empty(distances.size, dtype=np.complex128)
     z.real = distances
@@ -235,8 +242,8 @@ def _sorted_pairs(distances: np.ndarray, areas: np.ndarray) -> tuple[np.ndarray,
 
 
 def _sorted_direction(
-    rank: np.ndarray, far: np.ndarray, codes: np.ndarray, spacing: tuple[float, float, float]
-) -> tuple[np.ndarray, np.ndarray]:
+    rank: NDArray[np.intp], far: NDArray[np.float64], codes: NDArray[np.uint8], spacing: tuple[float, float, float]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """One direction's (distances, areas), sorted by distance then area like the reference.
 
     Within the shells both keys take few values, so the order is a count per (shell, area) pair; the
@@ -256,8 +263,8 @@ def _sorted_direction(
 
 
 def _ringed_distances(
-    cg: np.ndarray, cp: np.ndarray, spacing: tuple[float, float, float]
-) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    cg: NDArray[np.bool_], cp: NDArray[np.bool_], spacing: tuple[float, float, float]
+) -> tuple[tuple[NDArray[np.float64], NDArray[np.float64]], tuple[NDArray[np.float64], NDArray[np.float64]]]:
     """Sorted (distances, areas) of both directions (gt→pred, pred→gt) of two boolean crops of equal shape
     whose outermost voxel layer is background."""
     g, p = _surfels(cg), _surfels(cp)
@@ -270,7 +277,7 @@ def _ringed_distances(
 
 
 def surface_distances(
-    mask_gt: np.ndarray, mask_pred: np.ndarray, spacing: Sequence[float] = SPACING_1MM
+    mask_gt: NDArray[np.generic], mask_pred: NDArray[np.generic], spacing: Sequence[float] = SPACING_1MM
 ) -> SurfaceDistances:
     """Same result as ``surface_distance.compute_surface_distances(mask_gt, mask_pred, spacing)`` (3-D).
 
@@ -291,7 +298,7 @@ def surface_distances(
     return SurfaceDistances(d_gp, d_pg, a_g, a_p)
 
 
-def _percentile(distances: np.ndarray, areas: np.ndarray, percent: float) -> float:
+def _percentile(distances: NDArray[np.float64], areas: NDArray[np.float64], percent: float) -> float:
     """One direction of ``compute_robust_hausdorff`` (inputs sorted by distance, then area)."""
     if distances.size == 0:
         return math.inf
@@ -308,7 +315,7 @@ def robust_hausdorff(sd: SurfaceDistances, percent: float = 95.0) -> float:
     )
 
 
-def hd95_cropped(gt: np.ndarray, pred: np.ndarray, spacing: Sequence[float] = SPACING_1MM) -> float:
+def hd95_cropped(gt: NDArray[np.bool_], pred: NDArray[np.bool_], spacing: Sequence[float] = SPACING_1MM) -> float:
     """HD95 of two boolean masks already cropped to (anything holding) both; ``inf`` if either is empty.
 
     Outside the arrays counts as background, as it does for the reference outside the volume.
@@ -317,6 +324,8 @@ def hd95_cropped(gt: np.ndarray, pred: np.ndarray, spacing: Sequence[float] = SP
     return max(_percentile(*gp, 95.0), _percentile(*pg, 95.0))
 
 
-def hd95(mask_gt: np.ndarray, mask_pred: np.ndarray, spacing: Sequence[float] = SPACING_1MM) -> float:
+def hd95(
+    mask_gt: NDArray[np.generic], mask_pred: NDArray[np.generic], spacing: Sequence[float] = SPACING_1MM
+) -> float:
     """``compute_robust_hausdorff(compute_surface_distances(gt, pred, spacing), 95)``; ``inf`` if a mask is empty."""
     return robust_hausdorff(surface_distances(mask_gt, mask_pred, spacing), 95.0)

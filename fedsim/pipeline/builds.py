@@ -19,14 +19,17 @@ from typing import Any
 
 from fedsim.errors import FedsimError
 from fedsim.executors.base import Executor
-from fedsim.jobs.execute import job_runtime
 from fedsim.jobs.job import Job, JobResult, JobStatus
 from fedsim.pipeline.plan import SitePlan
 
-BUILDING_RUNTIMES = frozenset({"docker", "singularity"})
+BUILDING_RUNTIMES = frozenset({"docker", "singularity", "local"})  # local: a cube's Python environment
 
-# a step worth showing: docker's classic builder ("Step 3/7 : RUN ..."), and the runtimes' own pull/convert lines
-STEP = re.compile(r"^(Step \d+/\d+ : |pulling |converting )")
+# a step worth showing: docker's classic builder ("Step 3/7 : RUN ..."), the runtimes' own pull/convert lines,
+# and the steps of a Python environment's build (venv, then pip's or uv's resolution and install)
+STEP = re.compile(
+    r"^(Step \d+/\d+ : |pulling |converting |creating |Collecting |Installing collected |Successfully installed "
+    r"|Resolved |Installed )"
+)
 
 
 @dataclass
@@ -73,14 +76,13 @@ def _groups(plans: Iterable[SitePlan], done: Mapping[str, Any]) -> dict[tuple[An
         for job in p.jobs:
             if job.key in done:
                 continue
-            try:
-                choice = job_runtime(job)
-            except FedsimError:
-                continue  # no runtime can run it: the job itself reports why
-            if choice.runtime not in BUILDING_RUNTIMES:
+            policy = job.containment()
+            if policy.refusal:
+                continue  # no runtime may run it: the job itself reports why
+            if policy.runtime not in BUILDING_RUNTIMES:
                 continue
             image = job.cube.docker.image if job.cube.docker is not None else None
-            key = (choice.instance, str(job.cube.root), job.cube.name, image, job.base_image)
+            key = (policy.instance, str(job.cube.root), job.cube.name, image, job.base_image)
             groups.setdefault(key, []).append(job)
     return groups
 
@@ -111,18 +113,27 @@ def build_images(
     for (instance, _root, cube, image, _base), jobs in _groups(plans, done or {}).items():
         if stop.is_set():
             break
-        runtime = "singularity" if instance == "singularity" else "docker"
-        shown = image or cube
+        runtime = {"singularity": "singularity", "local": "local", "sandbox": "local"}.get(instance, "docker")
+        shown = (image or cube) if runtime != "local" else f"python env of {cube}"
+        # a local cube usually needs nothing (fedsim's Python satisfies it): it is announced once it builds
+        announced = [runtime != "local"]
 
-        def progress(tag: str, line: str, cube: str = cube) -> None:
+        def progress(
+            tag: str, line: str, cube: str = cube, shown: str = shown, announced: list[bool] = announced
+        ) -> None:
             if stop.is_set():
                 raise BuildCancelled
+            if not announced[0]:
+                announced[0] = True
+                emit(BuildEvent("start", shown, cube))
             if STEP.match(line):
                 emit(BuildEvent("step", tag, cube, line=line))
 
-        emit(BuildEvent("start", shown, cube))
+        if announced[0]:
+            emit(BuildEvent("start", shown, cube))
         started = time.monotonic()
         error: str | None = None
+        prepared = None
         try:
             prepared = executor.prepare(jobs[0], progress)
             action = prepared.action if prepared is not None else "present"
@@ -133,6 +144,10 @@ def build_images(
             action, error = "failed", str(exc)
         except Exception as exc:  # a fedsim bug must not take the run down: the cube's jobs carry it
             action, error = "failed", f"internal error: {type(exc).__name__}: {exc}"
+        if runtime == "local" and prepared is None and error is None and action != "interrupted":
+            continue  # fedsim's own Python runs the cube: nothing was built, nothing to list
+        if not announced[0]:
+            emit(BuildEvent("start", shown, cube))
         record = BuildRecord(shown, cube, runtime, action, time.monotonic() - started, len(jobs), error)
         records.append(record)
         if error is not None:

@@ -1,4 +1,5 @@
-"""Pure planning: (benchmark, sites, run directory) → the ordered jobs of every site. No I/O.
+"""Planning: (benchmark, sites, run directory) → the ordered jobs of every site. No I/O but the cached probes
+of the containment policy (is a Docker engine there, does the sandbox run).
 
 Per site: prepare → sanity_check → statistics, then for every model infer, then evaluate per model. Each
 task gets exactly the keys the federation passes (:mod:`fedsim.cube.contract`); the cube's other parameters
@@ -12,8 +13,9 @@ from pathlib import Path
 
 from fedsim.cube import CubeSpec
 from fedsim.cube.contract import separate_labels, task_paths
-from fedsim.jobs.factory import GiB, ModelLimits, infer_job
+from fedsim.jobs.factory import GiB, infer_job, model_limits
 from fedsim.jobs.job import Job, JobKind, JobLimits
+from fedsim.runtimes.policy import DEFAULT_OPTIONS, ContainmentOptions, ContainmentPolicy, resolve
 from fedsim.spec import BenchmarkSpec, SiteSpec
 from fedsim.spec.models import GENERATED
 from fedsim.store import RunDirectory
@@ -35,19 +37,6 @@ class SitePlan:
     jobs: tuple[Job, ...]
 
 
-def model_limits(bench: BenchmarkSpec, site: SiteSpec) -> ModelLimits:
-    """The benchmark's limits for a submission, narrowed by what the site has."""
-    return ModelLimits(
-        timeout_per_case_s=bench.limits.timeout_per_case_s,
-        ram_gb=min(bench.limits.ram_gb, site.hardware.ram_gb),
-        gpu_memory_gb=min(bench.limits.gpu_memory_gb, site.hardware.gpu_memory_gb),
-        output_mb_per_case=bench.limits.output_mb_per_case,
-        max_pids=bench.limits.max_pids,
-        site_gpus=site.hardware.gpus,
-        cpus=site.hardware.cpus,
-    )
-
-
 def _params_file(choice: Path | str | None, generated: Path) -> Path | None:
     """The parameters file fedsim passes: its generated one, the organiser's, or none (the cube's default)."""
     if choice == GENERATED:
@@ -62,15 +51,21 @@ def plan_site(
     cubes: Cubes,
     run: RunDirectory,
     runtime: str | None,
-    allow_unsandboxed: bool = False,
+    containment: ContainmentOptions = DEFAULT_OPTIONS,
 ) -> SitePlan:
     d = run.site(site.name)
     rt = runtime or site.runtime
+
+    def policy(cube: CubeSpec, untrusted: bool = False) -> ContainmentPolicy:
+        return resolve(rt, cube, untrusted=untrusted, sandbox_trusted=bench.sandbox_trusted_cubes, options=containment)
+
     base_image = site.base_image or bench.base_image
     task_limits = JobLimits(timeout_s=bench.limits.task_timeout_s, ram_bytes=int(site.hardware.ram_gb * GiB))
     prep_params = _params_file(bench.data_prep.parameters_file, d.params / "data_prep.yaml")
     metrics_params = _params_file(bench.metrics.parameters_file, d.params / "metrics.yaml")
     labels = d.labels if separate_labels(cubes.data_prep) else d.prepared
+
+    trusted = {id(c): policy(c) for c in (cubes.data_prep, cubes.metrics)}  # resolved once per cube
 
     def job(name: str, kind: JobKind, cube: CubeSpec, task: str, paths: dict[str, Path], **kw: object) -> Job:
         return Job(
@@ -86,8 +81,7 @@ def plan_site(
             workdir=d.work / name,
             base_image=base_image,
             run_id=run.run_id,
-            sandbox=bench.sandbox_trusted_cubes,
-            allow_unsandboxed=allow_unsandboxed,
+            policy=trusted[id(cube)],
             **kw,  # type: ignore[arg-type]
         )
 
@@ -127,13 +121,14 @@ def plan_site(
                 cube=cubes.models[model.name],
                 data=d.prepared,
                 predictions=d.predictions(model.name),
-                limits=model_limits(bench, site),
+                limits=model_limits(bench.limits, site.hardware),
                 runtime=rt,
                 log_path=d.log(f"infer.{model.name}"),
                 workdir=d.work / f"infer.{model.name}",
                 base_image=base_image,
                 run_id=run.run_id,
-                allow_unsandboxed=allow_unsandboxed,
+                policy=policy(cubes.models[model.name], untrusted=True),
+                labels=bench.data.labels,
             )
         )
     for model in bench.models:
@@ -158,8 +153,8 @@ def plan(
     cubes: Cubes,
     run: RunDirectory,
     runtime: str | None = None,
-    allow_unsandboxed: bool = False,
+    containment: ContainmentOptions = DEFAULT_OPTIONS,
 ) -> list[SitePlan]:
-    """Jobs for every site, in order; ``runtime`` overrides each site's own runtime when given;
-    ``allow_unsandboxed``: every job may run as a plain host process where no sandbox can run."""
-    return [plan_site(bench, site, raw, cubes, run, runtime, allow_unsandboxed) for site, raw in sites]
+    """Jobs for every site, in order; ``runtime`` overrides each site's own runtime when given; each job carries
+    its containment policy (:func:`fedsim.runtimes.policy.resolve`, which ``containment`` feeds)."""
+    return [plan_site(bench, site, raw, cubes, run, runtime, containment) for site, raw in sites]

@@ -25,11 +25,12 @@ from fedsim.pipeline.builds import BuildRecord, BuildSink, build_images, build_s
 from fedsim.pipeline.graph import JobGraph
 from fedsim.pipeline.plan import Cubes, SitePlan, plan
 from fedsim.pipeline.progress import PlanSink, RunPlan
+from fedsim.pipeline.reach import data_reaches_prep
 from fedsim.pipeline.retry import retry_keys
-from fedsim.pipeline.scheduler import EventSink, capacity, run_all
+from fedsim.pipeline.scheduler import EventSink, capacity, record_job, run_all
 from fedsim.pipeline.sitedata import ensure_site_data, needs_synthesis
 from fedsim.runtimes.orphans import kill_orphans
-from fedsim.runtimes.select import refuse_unsandboxed
+from fedsim.runtimes.policy import DEFAULT_OPTIONS, ContainmentOptions, refuse_unsandboxed, resolve
 from fedsim.spec import BenchmarkSpec, SiteSpec, load_benchmark, load_sites
 from fedsim.store import RunDirectory, new_run_id, write_json_atomic, write_yaml_atomic
 from fedsim.store.ledger import Ledger, recorded_durations
@@ -53,7 +54,8 @@ class RunOptions:
     # writes the run's report at the end (the CLI passes fedsim.report.html.write_report; presentation sits above
     # the pipeline, which never imports it); returns the HTML file
     report_writer: Callable[[Path], Path] | None = None
-    allow_unsandboxed: bool = False  # where neither docker nor the local sandbox can run, run submissions plainly
+    # what the CLI says about containment (--allow-unsandboxed): fedsim.runtimes.policy.resolve reads it
+    containment: ContainmentOptions = DEFAULT_OPTIONS
     retry_failed: bool = False  # with resume: rerun the jobs that did not succeed, and their dependants
 
 
@@ -107,7 +109,8 @@ def _select_models(bench: BenchmarkSpec, names: tuple[str, ...]) -> BenchmarkSpe
 
 
 def _dump(spec: Any) -> dict[str, Any]:
-    return spec.model_dump(mode="json", exclude={"source"})
+    dumped: dict[str, Any] = spec.model_dump(mode="json", exclude={"source"})
+    return dumped
 
 
 def write_config(run: RunDirectory, bench: BenchmarkSpec, sites: list[SiteSpec], plans: list[SitePlan]) -> None:
@@ -135,6 +138,8 @@ def write_params(run: RunDirectory, bench: BenchmarkSpec, plans: list[SitePlan])
         metrics: dict[str, Any] = {"metric_set": bench.metrics.metric_set}
         if bench.metrics.metric_set == "lesionwise":
             metrics["lesionwise"] = bench.metrics.lesionwise.model_dump(mode="json", exclude_none=True)
+        elif bench.metrics.metric_set == "brats2025":
+            metrics["brats2025"] = bench.metrics.brats2025.model_dump(mode="json")
         write_yaml_atomic(d.params / "metrics.yaml", metrics)
 
 
@@ -165,7 +170,7 @@ def collect_site_metrics(run: RunDirectory, site: str, results: list[JobResult])
     return {case: merged[case] for case in sorted(merged)}
 
 
-def _iso(wall: float | None) -> str | None:
+def iso_utc(wall: float | None) -> str | None:
     return None if wall is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall))
 
 
@@ -177,8 +182,8 @@ def summary_segments(segments: list[dict[str, Any]]) -> tuple[list[dict[str, Any
         duration = None if end is None else round(max(0.0, end - start), 3)
         out.append(
             {
-                "started": _iso(start),
-                "finished": _iso(end),
+                "started": iso_utc(start),
+                "finished": iso_utc(end),
                 "duration_s": duration,
                 "jobs_run": seg["jobs_run"],
                 "resumed": seg["resumed"],
@@ -247,15 +252,18 @@ def prepare_run(options: RunOptions) -> tuple[BenchmarkSpec, list[SiteSpec], Cub
             field="sites",
         )
     sites = load_sites(site_paths)
-    return bench, sites, load_cubes(bench)
+    cubes = load_cubes(bench)
+    return data_reaches_prep(bench, cubes.data_prep), sites, cubes  # data: reaches the cube, or refused
 
 
-def check_containment(sites: list[SiteSpec], cubes: Cubes, options: RunOptions) -> None:
+def check_containment(sites: list[SiteSpec], cubes: Cubes, options: RunOptions) -> str | None:
     """Refuse a run whose submissions would run as plain host processes before anything starts (one line,
-    exit 2, naming the fixes), unless ``allow_unsandboxed``. Other runtime problems are each job's to report."""
-    refuse_unsandboxed(
-        ((options.runtime or site.runtime, cube) for site in sites for cube in cubes.models.values()),
-        allow_unsandboxed=options.allow_unsandboxed,
+    exit 2, naming the cause and the fix), unless the user allowed it. Other runtime problems are each job's to
+    report. Returns the note to show once when fedsim's bundled cubes will run without containment."""
+    return refuse_unsandboxed(
+        (cube, resolve(options.runtime or site.runtime, cube, untrusted=True, options=options.containment))
+        for site in sites
+        for cube in cubes.models.values()
     )
 
 
@@ -324,7 +332,8 @@ def run_benchmark(
         if options.resume:
             options = resume_options(options)
         prepared = prepare_run(options)
-        check_containment(prepared[1], prepared[2], options)
+        if (note := check_containment(prepared[1], prepared[2], options)) is not None:
+            say(f"note: {note}")
     bench, sites, cubes = prepared
     executor = executor or LocalExecutor(options.max_sites)
     try:
@@ -372,7 +381,7 @@ def _run_locked(
 ) -> RunReport:
     """The run proper, while this process holds the run directory's lock."""
     run_id = run.run_id
-    plans = plan(bench, raw, cubes, run, options.runtime, options.allow_unsandboxed)
+    plans = plan(bench, raw, cubes, run, options.runtime, options.containment)
     if options.resume:
         write_params(run, bench, plans)
     else:
@@ -407,8 +416,7 @@ def _run_locked(
             # Images first, each once, timed as the run's and never as a job's; a failed one fails its cube's jobs.
             report.builds, unbuildable = build_images(plans, executor, done=done, stop_event=stop, on_build=on_build)
             for job, res in unbuildable:
-                ledger.job_started(job.key, job.site, job.name)
-                ledger.job_finished(job.key, res.to_dict())
+                record_job(ledger, job, res)
                 sink("finished", job, res)
             done = {**done, **{job.key: res for job, res in unbuildable}}
             report.results = run_all(

@@ -57,12 +57,20 @@ def _run_job(
             shutil.rmtree(path, ignore_errors=True)
             path.mkdir(parents=True, exist_ok=True)
     on_event("started", job, None)
+    res = record_job(ledger, job, lambda: executor.run(job, stop_event))
+    on_event("finished", job, res)
+    return res
+
+
+def record_job(ledger: Ledger | None, job: Job, outcome: JobResult | Callable[[], JobResult]) -> JobResult:
+    """The one writer of a job's ledger events: ``started``, the job's ``outcome`` (its run, or the result of a
+    job settled without running: skipped, its image unbuildable), then ``finished`` with the record — except
+    for an interrupted run, which stays ``running`` so that a resume runs it again. No ledger: just the outcome."""
     if ledger is not None:
         ledger.job_started(job.key, job.site, job.name)
-    res = executor.run(job, stop_event)
+    res = outcome() if callable(outcome) else outcome
     if ledger is not None and res.status is not JobStatus.INTERRUPTED:
         ledger.job_finished(job.key, res.to_dict())
-    on_event("finished", job, res)
     return res
 
 
@@ -102,10 +110,7 @@ def run_all(
             stopping = stop_event.is_set() or error is not None
             while not stopping and (doomed := state.doomed()):
                 for node, reason in doomed:
-                    res = skipped(node.job, reason)
-                    if ledger is not None:
-                        ledger.job_started(node.key, node.job.site, node.job.name)
-                        ledger.job_finished(node.key, res.to_dict())
+                    res = record_job(ledger, node.job, skipped(node.job, reason))
                     state.finish(node.key, res)
                     on_event("finished", node.job, res)  # a skipped job is settled too: progress counts it
             if not stopping:

@@ -17,7 +17,7 @@ DONE_MARKER = ".fedsim-synth.json"
 
 
 def synth_key(site: str, spec: SynthesizeSpec) -> str:
-    payload = json.dumps({"site": site, **spec.model_dump(mode="json")}, sort_keys=True)
+    payload = json.dumps({"site": site, **spec.key_fields()}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
@@ -40,7 +40,7 @@ def needs_synthesis(site: SiteSpec) -> bool:
         recorded = json.loads(marker.read_text())
     except (OSError, ValueError):
         return True
-    return bool(recorded != site.data.synthesize.model_dump(mode="json"))
+    return bool(recorded != site.data.synthesize.key_fields())
 
 
 def ensure_site_data(site: SiteSpec) -> Path:
@@ -60,6 +60,8 @@ def ensure_site_data(site: SiteSpec) -> Path:
             shift=SiteShift(**spec.shift.model_dump()),
             case_prefix=site.name,
             shifts=[x.model_dump() for x in spec.shifts],
+            labels=spec.labels,
+            resection_cavity=spec.resection_cavity,
         )
-        (directory / DONE_MARKER).write_text(json.dumps(spec.model_dump(mode="json"), sort_keys=True))
+        (directory / DONE_MARKER).write_text(json.dumps(spec.key_fields(), sort_keys=True))
     return directory

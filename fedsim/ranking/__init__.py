@@ -9,11 +9,16 @@ from __future__ import annotations
 from fedsim.ranking._csv import write_csvs
 from fedsim.ranking._rank import ALPHA, DEFAULT_METHOD, METHODS, RankingResult, SubRanking, rank
 from fedsim.ranking._results import (
+    BRATS2025_METRICS,
+    FETS_SCHEME,
     METRICS,
     NA_FILL,
     REGIONS,
     SUBRANKINGS,
     InstitutionResults,
+    Scheme,
+    brats2025_scheme,
+    detect_scheme,
     load_institutions,
 )
 from fedsim.ranking._stats import (
@@ -26,7 +31,9 @@ from fedsim.ranking._stats import (
 
 __all__ = [
     "ALPHA",
+    "BRATS2025_METRICS",
     "DEFAULT_METHOD",
+    "FETS_SCHEME",
     "METHODS",
     "METRICS",
     "NA_FILL",
@@ -34,7 +41,10 @@ __all__ = [
     "SUBRANKINGS",
     "InstitutionResults",
     "RankingResult",
+    "Scheme",
     "SubRanking",
+    "brats2025_scheme",
+    "detect_scheme",
     "holm_adjust",
     "load_institutions",
     "rank",

@@ -55,7 +55,8 @@ def _final_rows(result: RankingResult) -> list[list[str]]:
 
 
 def _per_institute_rows(result: RankingResult) -> list[list[str]]:
-    header = ["institution", "algorithm", *(f"{m}_{r}" for m, r in SUBRANKINGS), "institution_score"]
+    subs = result.subrankings or SUBRANKINGS
+    header = ["institution", "algorithm", *(f"{m}_{r}" for m, r in subs), "institution_score"]
     rows = [header]
     for inst in result.institutions:
         for algo in result.algorithms:
@@ -64,7 +65,7 @@ def _per_institute_rows(result: RankingResult) -> list[list[str]]:
                 [
                     inst,
                     algo,
-                    *(_fmt(subranks[sub]) for sub in SUBRANKINGS),
+                    *(_fmt(subranks[sub]) for sub in subs),
                     _fmt(result.institution_scores[inst][algo]),
                 ]
             )

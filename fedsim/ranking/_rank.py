@@ -15,13 +15,19 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.stats import rankdata
 
 from fedsim.errors import SpecError
-from fedsim.ranking._results import SUBRANKINGS, InstitutionResults
+from fedsim.ranking._results import InstitutionResults, Scheme, detect_scheme
 from fedsim.ranking._stats import holm_adjust, rank_average, rank_min, wilcoxon_greater_p_columns
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    Reals = NDArray[np.floating[Any]] | NDArray[np.integer[Any]]  # scores, or their per-case ranks
 
 __all__ = ["ALPHA", "DEFAULT_METHOD", "METHODS", "RankingResult", "SubRanking", "rank"]
 
@@ -57,16 +63,26 @@ class RankingResult:
     """Row sums of ``significant``."""
     adjusted_pvalues: dict[str, dict[SubRanking, dict[tuple[str, str], float]]]
     """Holm-adjusted p that a beats b, per institution, sub-ranking and ordered pair ``(a, b)``."""
+    subrankings: tuple[SubRanking, ...] = ()
+    """The sub-rankings of each institution, in column order (the scheme's)."""
+    scheme: str = "brats2021"
 
 
-def rank(institutions: Mapping[str, InstitutionResults], method: str = DEFAULT_METHOD) -> RankingResult:
-    """Rank every algorithm seen at any institution with one of :data:`METHODS`."""
+def rank(
+    institutions: Mapping[str, InstitutionResults], method: str = DEFAULT_METHOD, scheme: Scheme | None = None
+) -> RankingResult:
+    """Rank every algorithm seen at any institution with one of :data:`METHODS`.
+
+    ``scheme``: what each institution ranks (default: detected from the keys — the BraTS 2025 set's
+    lesion-wise Dice and NSD per region when present, else FeTS's Dice and HD95 of ET, TC, WT)."""
     if method not in METHODS:
         raise SpecError(f"unknown ranking method {method!r}; use one of {', '.join(METHODS)}", field="method")
     if not institutions:
         raise SpecError("no institutions to rank; give at least one results file", field="institutions")
     inst_names = tuple(sorted(institutions))
     algos = tuple(sorted({a for inst in institutions.values() for a in inst.algorithms}))
+    scheme = scheme or detect_scheme(institutions)
+    subrankings = scheme.subrankings
 
     subranks: dict[str, dict[str, dict[SubRanking, int]]] = {}
     exact_scores: dict[str, dict[str, Fraction]] = {}
@@ -76,10 +92,10 @@ def rank(institutions: Mapping[str, InstitutionResults], method: str = DEFAULT_M
         inst = institutions[name]
         subranks[name] = {a: {} for a in algos}
         pvalues[name] = {}
-        for sub in SUBRANKINGS:
+        for sub in subrankings:
             metric, region = sub
-            better_high = metric == "Dice"
-            values = inst.values(metric, region, algos)
+            better_high = metric in scheme.higher_better
+            values = inst.values(metric, region, algos, scheme)
             # Orient so that larger is better everywhere below.
             oriented = values if better_high else -values
             adjusted = _pairwise_significance(oriented, algos)
@@ -92,7 +108,7 @@ def rank(institutions: Mapping[str, InstitutionResults], method: str = DEFAULT_M
             ranks = _subrank(method, oriented, [wins[a] for a in algos])
             for a, r in zip(algos, ranks, strict=True):
                 subranks[name][a][sub] = int(r)
-        exact_scores[name] = {a: Fraction(sum(subranks[name][a].values()), len(SUBRANKINGS)) for a in algos}
+        exact_scores[name] = {a: Fraction(sum(subranks[name][a].values()), len(subrankings)) for a in algos}
 
     # Exact fractions so that mathematically equal scores tie (float sums of 7/6-style values need not).
     final_exact = {a: sum((exact_scores[n][a] for n in inst_names), Fraction(0)) / len(inst_names) for a in algos}
@@ -111,10 +127,12 @@ def rank(institutions: Mapping[str, InstitutionResults], method: str = DEFAULT_M
         significant={a: {b: significant[a][b] for b in order} for a in order},
         significant_wins={a: sum(significant[a].values()) for a in order},
         adjusted_pvalues=pvalues,
+        subrankings=subrankings,
+        scheme=scheme.name,
     )
 
 
-def _subrank(method: str, oriented: np.ndarray, wins: list[int]) -> np.ndarray:
+def _subrank(method: str, oriented: NDArray[np.float64], wins: list[int]) -> NDArray[np.int_]:
     """Integer sub-rank per algorithm from a ``[case, algorithm]`` matrix where larger is better."""
     if method == "testBased":
         return rank_min([-w for w in wins])
@@ -125,21 +143,21 @@ def _subrank(method: str, oriented: np.ndarray, wins: list[int]) -> np.ndarray:
     return rank_min([-s for s in _summaries(oriented, method)])
 
 
-def _summaries(matrix: np.ndarray, method: str) -> list[float]:
+def _summaries(matrix: Reals, method: str) -> list[float]:
     """Column-wise mean (order-independent ``fsum``, so equal multisets tie exactly) or median."""
     reduce = _mean if method.endswith("Mean") else _median
     return [reduce(matrix[:, j]) for j in range(matrix.shape[1])]
 
 
-def _mean(column: np.ndarray) -> float:
+def _mean(column: Reals) -> float:
     return math.fsum(column) / column.size
 
 
-def _median(column: np.ndarray) -> float:
+def _median(column: Reals) -> float:
     return float(np.median(column))
 
 
-def _pairwise_significance(oriented: np.ndarray, algos: tuple[str, ...]) -> dict[tuple[str, str], float]:
+def _pairwise_significance(oriented: NDArray[np.float64], algos: tuple[str, ...]) -> dict[tuple[str, str], float]:
     """Holm-adjusted p that column a beats column b, for every ordered pair, on all cases of the site."""
     pairs = [(i, j) for i in range(len(algos)) for j in range(len(algos)) if i != j]
     if not pairs:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
@@ -21,12 +21,20 @@ import yaml
 from fedsim.errors import SpecError
 from fedsim.yamlsafe import BoundedSafeLoader, InvalidYaml, one_line, safe_load_text, short_repr
 
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
 __all__ = [
+    "BRATS2025_METRICS",
+    "FETS_SCHEME",
     "METRICS",
     "NA_FILL",
     "REGIONS",
     "SUBRANKINGS",
     "InstitutionResults",
+    "Scheme",
+    "brats2025_scheme",
+    "detect_scheme",
     "load_institutions",
 ]
 
@@ -39,12 +47,62 @@ NA_FILL: dict[str, float] = {"Dice": 0.0, "Hausdorff95": 1000.0}
 
 _KNOWN_KEY = re.compile(
     r"^(?:(?:Dice|Hausdorff95|Sensitivity|Specificity|Precision|TP|FP|TN|FN)_(?:ET|TC|WT)"
-    r"|missing_pred|LesionWise_\w+)$"
+    r"|missing_pred|LesionWise_\w+"
+    r"|(?:all_instance_(?:tp|fp|fn|prec|rec|f1)|global_(?:dsc|nsd|hd95)|lesionwise_(?:dsc|nsd|hd95)_(?:mean|std))"
+    r"_[A-Za-z0-9]+)$"
 )
 _KNOWN_KEYS_HELP = (
     "known keys: {Dice,Hausdorff95,Sensitivity,Specificity,Precision,TP,FP,TN,FN}_{ET,TC,WT}, "
-    "missing_pred, LesionWise_*"
+    "missing_pred, LesionWise_*, BraTS 2025's all_instance_*_<region>, global_*_<region>, lesionwise_*_<region>"
 )
+#: The BraTS 2025 set's ranked metrics: lesion-wise Dice and NSD (higher is better; HD95 is reported, not ranked).
+BRATS2025_METRICS: tuple[str, ...] = ("lesionwise_dsc_mean", "lesionwise_nsd_mean")
+_BRATS2025_REGION = re.compile(r"^lesionwise_dsc_mean_([A-Za-z0-9]+)$")
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """What an institution ranks: the sub-rankings ``(metric, region)`` (key ``<metric>_<region>``), which
+    metrics are better high, the value of an NA (absent: no result) and of a key present with an NA value."""
+
+    name: str
+    subrankings: tuple[tuple[str, str], ...]
+    higher_better: frozenset[str]
+    na_fill: dict[str, float]
+    empty_fill: dict[str, float] = field(default_factory=dict)
+
+
+#: FeTS 2022 task 2: Dice and HD95 of ET, TC, WT; an NA is the worst value (Dice 0, HD95 1000).
+FETS_SCHEME = Scheme("brats2021", SUBRANKINGS, frozenset({"Dice"}), NA_FILL)
+
+
+def brats2025_scheme(regions: tuple[str, ...]) -> Scheme:
+    """Lesion-wise Dice and NSD per region. An NA value (NaN: the region is empty in truth and prediction,
+    nothing to find and nothing found) counts as 1, the best; no result at all counts as 0, the worst (the
+    metrics cube writes 0 for a missing prediction itself)."""
+    subs = tuple((m, r) for m in BRATS2025_METRICS for r in regions)
+    return Scheme(
+        "brats2025",
+        subs,
+        frozenset(BRATS2025_METRICS),
+        dict.fromkeys(BRATS2025_METRICS, 0.0),
+        dict.fromkeys(BRATS2025_METRICS, 1.0),
+    )
+
+
+def detect_scheme(institutions: Mapping[str, InstitutionResults]) -> Scheme:
+    """BraTS 2025 when the results hold its lesion-wise keys (regions in the order first seen), else FeTS."""
+    regions: list[str] = []
+    for inst in institutions.values():
+        for per_case in inst.cases.values():
+            for metrics in per_case.values():
+                for key in metrics:
+                    m = _BRATS2025_REGION.match(key)
+                    if m and m.group(1) not in regions:
+                        regions.append(m.group(1))
+    return brats2025_scheme(tuple(regions)) if regions else FETS_SCHEME
+
+
 _EXAMPLE_KEYS = [
     f"{m}_{r}" for m in ("Dice", "Hausdorff95", "Sensitivity", "Specificity", "Precision") for r in REGIONS
 ]
@@ -99,20 +157,28 @@ class InstitutionResults:
         """Every algorithm with a result for at least one case here."""
         return tuple(sorted({algo for per_case in self.cases.values() for algo in per_case}))
 
-    def values(self, metric: str, region: str, algorithms: tuple[str, ...]) -> np.ndarray:
-        """Matrix ``[case, algorithm]`` of one metric; NA (absent, null, NaN, ±inf) becomes the worst value.
+    def values(
+        self, metric: str, region: str, algorithms: tuple[str, ...], scheme: Scheme | None = None
+    ) -> NDArray[np.float64]:
+        """Matrix ``[case, algorithm]`` of one metric; NA (absent, null, NaN, ±inf) becomes the worst value,
+        or the scheme's ``empty_fill`` when the key is there with an NA value.
 
         ``algorithms`` may name algorithms absent here: their whole column is then the worst value.
         """
-        fill = NA_FILL[metric]
+        scheme = scheme or FETS_SCHEME
+        fill = scheme.na_fill[metric]
+        empty = scheme.empty_fill.get(metric)
         key = f"{metric}_{region}"
         out = np.full((len(self.cases), len(algorithms)), fill, dtype=float)
         for i, case in enumerate(self.case_ids):
             per_case = self.cases[case]
             for j, algo in enumerate(algorithms):
-                value = per_case.get(algo, {}).get(key, math.nan)
+                metrics = per_case.get(algo, {})
+                value = metrics.get(key, math.nan)
                 if math.isfinite(value):
                     out[i, j] = value
+                elif empty is not None and key in metrics and math.isnan(value):
+                    out[i, j] = empty
         return out
 
     @classmethod

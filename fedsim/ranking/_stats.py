@@ -6,26 +6,29 @@ variance and continuity correction), so each function names the R call it reprod
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.special import ndtr
 from scipy.stats import rankdata
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, NDArray
+
 __all__ = ["holm_adjust", "rank_average", "rank_min", "wilcoxon_greater_p", "wilcoxon_greater_p_columns"]
 
 
-def rank_min(values: Sequence[float] | np.ndarray) -> np.ndarray:
+def rank_min(values: ArrayLike) -> NDArray[np.int_]:
     """R ``rank(x, ties.method="min")``: smaller value, better (smaller) rank; ties share the best rank."""
     return np.asarray(rankdata(np.asarray(values), method="min"), dtype=int)
 
 
-def rank_average(values: Sequence[float] | np.ndarray) -> np.ndarray:
+def rank_average(values: ArrayLike) -> NDArray[np.float64]:
     """R's default ``rank(x)``: ties share the mean of the ranks they span."""
     return np.asarray(rankdata(np.asarray(values), method="average"), dtype=float)
 
 
-def wilcoxon_greater_p(differences: Sequence[float] | np.ndarray) -> float:
+def wilcoxon_greater_p(differences: ArrayLike) -> float:
     """One-sided p-value that the paired differences are shifted above zero.
 
     Reproduces R ``wilcox.test(d, alternative="greater", exact=FALSE, correct=TRUE)``: zero differences
@@ -36,7 +39,7 @@ def wilcoxon_greater_p(differences: Sequence[float] | np.ndarray) -> float:
     return float(wilcoxon_greater_p_columns(column)[0])
 
 
-def wilcoxon_greater_p_columns(differences: np.ndarray) -> np.ndarray:
+def wilcoxon_greater_p_columns(differences: ArrayLike) -> NDArray[np.float64]:
     """:func:`wilcoxon_greater_p` for every column of a ``[case, pair]`` matrix at once.
 
     Vectorised because a site ranks every ordered pair of algorithms six times. Zeros are ranked first and
@@ -63,7 +66,7 @@ def wilcoxon_greater_p_columns(differences: np.ndarray) -> np.ndarray:
     return np.where(n > 0, ndtr(-z), 1.0)
 
 
-def holm_adjust(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
+def holm_adjust(pvalues: ArrayLike) -> NDArray[np.float64]:
     """R ``p.adjust(p, method="holm")``: step-down Bonferroni, monotone, capped at 1."""
     p = np.asarray(pvalues, dtype=float)
     m = p.size

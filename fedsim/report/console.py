@@ -186,10 +186,17 @@ def _mean(values: list[Any]) -> float | None:
 
 
 def final_table(report: Any) -> Table:
-    """Site × model: infer status, mean Dice per region, inference duration."""
+    """Site × model: infer status, mean Dice per region (lesion-wise Dice and NSD for BraTS 2025), inference
+    duration."""
+    from fedsim.report.metricview import view_for_metrics
+
+    view = view_for_metrics(report.site_metrics)
     table = Table(title=f"run {report.run.run_id}")
-    for col in ("site", "model", "status", "Dice ET", "Dice TC", "Dice WT", "HD95 WT", "infer time"):
-        table.add_column(col, justify="right" if col.startswith(("Dice", "HD95", "infer")) else "left")
+    for col in ("site", "model", "status"):
+        table.add_column(col, justify="left")
+    for header, _, _ in view.columns:
+        table.add_column(header, justify="right")
+    table.add_column("infer time", justify="right")
     for site in report.sites:
         results = {r.name: r for r in report.results.get(site.name, [])}
         metrics = report.site_metrics.get(site.name, {})
@@ -204,9 +211,9 @@ def final_table(report: Any) -> Table:
                 status, label = evaluate.status, f"evaluate {evaluate.status.value}"
                 style = STYLE.get(status, "")
             cells = []
-            for key in ("Dice_ET", "Dice_TC", "Dice_WT", "Hausdorff95_WT"):
+            for _, key, fmt in view.columns:
                 m = _mean([c.get(model.name, {}).get(key) for c in metrics.values()])
-                cells.append("-" if m is None else f"{m:.3f}" if key.startswith("Dice") else f"{m:.1f}")
+                cells.append("-" if m is None else fmt.format(m))
             table.add_row(
                 site.name,
                 model.name,

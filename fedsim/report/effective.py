@@ -8,10 +8,12 @@ marked as configured rather than observed.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
-from fedsim.report.loader import _int, _number
+from fedsim.jobs.job import JobResult
+from fedsim.report.loader import finite_int, finite_number
+from fedsim.report.runview import RecordedBenchmark, RecordedSite, recorded
 
 __all__ = ["SiteEffective", "site_effective"]
 
@@ -29,17 +31,17 @@ class SiteEffective:
     observed: bool  # from the jobs' records (False: computed from the configuration of an older run)
 
 
-def _runtime_label(jobs: list[dict[str, Any]]) -> tuple[str, set[str]]:
+def _runtime_label(jobs: list[JobResult]) -> tuple[str, set[str]]:
     """``docker``, ``local (submissions in bwrap)``, ``docker, local`` ...: the runtimes the jobs ran on, and how
     the submissions were held when that differs from their runtime. Also the plain runtime names."""
     runtimes: list[str] = []
     for j in jobs:
-        if j.get("runtime") and str(j["runtime"]) not in runtimes:
-            runtimes.append(str(j["runtime"]))
+        if j.runtime and j.runtime not in runtimes:
+            runtimes.append(j.runtime)
     held = []
     for j in jobs:
-        containment = j.get("containment")
-        if j.get("kind") == "infer" and containment not in (None, "", j.get("runtime")) and containment not in held:
+        containment = j.containment
+        if j.kind == "infer" and containment not in (None, "", j.runtime) and containment not in held:
             held.append(str(containment))
     label = ", ".join(runtimes)
     if held:
@@ -49,22 +51,23 @@ def _runtime_label(jobs: list[dict[str, Any]]) -> tuple[str, set[str]]:
 
 
 def site_effective(
-    summary: dict[str, Any], benchmark: dict[str, Any], site_config: dict[str, Any], site: str
+    jobs: Iterable[JobResult], benchmark: RecordedBenchmark, site_config: RecordedSite | None, site: str
 ) -> SiteEffective:
-    jobs = [j for j in summary.get("jobs") or [] if isinstance(j, dict) and j.get("site") == site]
-    label, plain = _runtime_label(jobs)
-    configured = str(site_config.get("runtime") or "?")
+    """What ``site``'s jobs (out of ``jobs``, every job of the run) ran on and under."""
+    own = [j for j in jobs if j.site == site]
+    label, plain = _runtime_label(own)
+    configured = (site_config.runtime if site_config is not None else None) or "?"
     runtime = label or configured
     shown_configured = configured if plain and plain != {configured} else None
 
-    infer = [j for j in jobs if j.get("kind") == "infer" and isinstance(j.get("limits"), dict)]
-    recorded = infer or [j for j in jobs if isinstance(j.get("limits"), dict)]
-    if recorded:
-        limits = [j["limits"] for j in recorded]
-        rams = [r for r in (_int(lim.get("ram_bytes")) for lim in limits) if r is not None]
-        gpu_mems = [g for g in (_int(lim.get("gpu_memory_bytes")) for lim in limits) if g is not None]
-        gpus = [g for g in (_int(lim.get("gpus")) for lim in limits) if g is not None]
-        timeouts = [t for t in (_number(j["limits"].get("timeout_s")) for j in infer) if t is not None]
+    infer = [j for j in own if j.kind == "infer" and j.limits is not None]
+    with_limits = infer or [j for j in own if j.limits is not None]
+    if with_limits:
+        limits = [j.limits for j in with_limits if j.limits is not None]
+        rams = [r for r in (finite_int(lim.get("ram_bytes")) for lim in limits) if r is not None]
+        gpu_mems = [g for g in (finite_int(lim.get("gpu_memory_bytes")) for lim in limits) if g is not None]
+        gpus = [g for g in (finite_int(lim.get("gpus")) for lim in limits) if g is not None]
+        timeouts = [t for t in (finite_number((j.limits or {}).get("timeout_s")) for j in infer) if t is not None]
         return SiteEffective(
             runtime=runtime,
             configured_runtime=shown_configured,
@@ -74,11 +77,11 @@ def site_effective(
             model_timeout_s=max(timeouts) if timeouts else None,
             observed=True,
         )
-    bench_limits = benchmark.get("limits") or {}
-    hw = site_config.get("hardware") or {}
-    ram = [v for v in (_number(bench_limits.get("ram_gb")), _number(hw.get("ram_gb"))) if v is not None]
-    gpu = [v for v in (_number(bench_limits.get("gpu_memory_gb")), _number(hw.get("gpu_memory_gb"))) if v is not None]
-    site_gpus = _int(hw.get("gpus"))
+    # only what the files recorded (an older run's defaults may not be today's)
+    hw = site_config.hardware if site_config is not None else None
+    ram = [v for v in (recorded(benchmark.limits, "ram_gb"), recorded(hw, "ram_gb")) if v is not None]
+    gpu = [v for v in (recorded(benchmark.limits, "gpu_memory_gb"), recorded(hw, "gpu_memory_gb")) if v is not None]
+    site_gpus = finite_int(recorded(hw, "gpus"))
     return SiteEffective(
         runtime=runtime,
         configured_runtime=shown_configured,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
-import io
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -11,9 +11,10 @@ from typing import Any, Protocol, TypeVar
 
 from fedsim.pipeline.run import output_problem_counts
 from fedsim.report.jsonout import json_safe
-from fedsim.report.loader import RunData, split_metric
+from fedsim.report.loader import split_metric
+from fedsim.report.runview import RunView
 from fedsim.report.stability import RankStability
-from fedsim.store.atomic import write_json_atomic, write_text_atomic
+from fedsim.store.atomic import open_atomic, write_json_atomic
 
 __all__ = [
     "LONG_COLUMNS",
@@ -26,9 +27,14 @@ __all__ = [
 ]
 
 LONG_COLUMNS = ("site", "case", "model", "region", "metric", "value")
+# the families whose per-site means summary_report.json carries: FeTS's, and BraTS 2025's ranked and global ones
+_SUMMARY_FAMILIES = {
+    "Dice", "Hausdorff95", "Sensitivity", "Specificity", "Precision",
+    "lesionwise_dsc_mean", "lesionwise_nsd_mean", "lesionwise_hd95_mean", "global_dsc", "global_nsd", "global_hd95",
+}  # fmt: skip
 
 
-def long_rows(data: RunData) -> Iterator[tuple[str, str, str, str, str, float]]:
+def long_rows(data: RunView) -> Iterator[tuple[str, str, str, str, str, float]]:
     """``(site, case, model, region, metric, value)`` for every metric value of every site; NaN is NA."""
     for site in sorted(data.institutions):
         inst = data.institutions[site]
@@ -47,17 +53,17 @@ def _format(value: float) -> str:
     return repr(value)
 
 
-def write_results_long(data: RunData, path: Path) -> Path:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(LONG_COLUMNS)
-    for site, case, model, region, metric, value in long_rows(data):
-        writer.writerow((site, case, model, region, metric, _format(value)))
-    write_text_atomic(path, buffer.getvalue())
+def write_results_long(data: RunView, path: Path) -> Path:
+    """Stream the rows into the file (a run of 100 sites × 10 models has ~100,000), replaced atomically."""
+    with open_atomic(path) as fh:
+        writer = csv.writer(codecs.getwriter("utf-8")(fh), lineterminator="\n")
+        writer.writerow(LONG_COLUMNS)
+        for site, case, model, region, metric, value in long_rows(data):
+            writer.writerow((site, case, model, region, metric, _format(value)))
     return path
 
 
-def site_means(data: RunData, key: str) -> dict[str, dict[str, float | None]]:
+def site_means(data: RunView, key: str) -> dict[str, dict[str, float | None]]:
     """``means[model][site]`` of one flat metric key over the site's cases, NA values left out."""
     out: dict[str, dict[str, float | None]] = {}
     for model in data.models:
@@ -75,7 +81,7 @@ def site_means(data: RunData, key: str) -> dict[str, dict[str, float | None]]:
     return out
 
 
-def metric_keys(data: RunData) -> list[str]:
+def metric_keys(data: RunView) -> list[str]:
     """Flat metric keys present in the run, in the metrics cube's order."""
     seen: dict[str, None] = {}
     for inst in data.institutions.values():
@@ -85,11 +91,11 @@ def metric_keys(data: RunData) -> list[str]:
     return list(seen)
 
 
-def summary_dict(data: RunData, stability: RankStability | None) -> dict[str, Any]:
+def summary_dict(data: RunView, stability: RankStability | None) -> dict[str, Any]:
     jobs = data.jobs
     statuses: dict[str, int] = {}
     for j in jobs:
-        statuses[j.status] = statuses.get(j.status, 0) + 1
+        statuses[j.status.value] = statuses.get(j.status.value, 0) + 1
     ranking: dict[str, Any] | None = None
     if data.ranking is not None:
         r = data.ranking
@@ -102,21 +108,17 @@ def summary_dict(data: RunData, stability: RankStability | None) -> dict[str, An
             "significant_wins": r.significant_wins,
             "significant": r.significant,
         }
-    means = {
-        key: site_means(data, key)
-        for key in metric_keys(data)
-        if split_metric(key)[0] in {"Dice", "Hausdorff95", "Sensitivity", "Specificity", "Precision"}
-    }
+    means = {key: site_means(data, key) for key in metric_keys(data) if split_metric(key)[0] in _SUMMARY_FAMILIES}
     from fedsim import __version__
 
     return {
         "run_id": data.run_id,
-        "benchmark": data.summary.get("benchmark") or data.benchmark.get("name"),
-        "fedsim_version": data.summary.get("fedsim_version"),
+        "benchmark": data.summary.benchmark or data.benchmark.name,
+        "fedsim_version": data.summary.fedsim_version,
         "report_fedsim_version": __version__,
-        "started_at": data.summary.get("started_at"),
-        "duration_s": data.summary.get("duration_s"),
-        "interrupted": data.summary.get("interrupted", False),
+        "started_at": data.summary.started_at,
+        "duration_s": data.summary.duration_s,
+        "interrupted": data.summary.interrupted,
         "sites": list(data.sites),
         "models": list(data.models),
         "cases": {s: len(i.cases) for s, i in data.institutions.items()},
@@ -124,9 +126,9 @@ def summary_dict(data: RunData, stability: RankStability | None) -> dict[str, An
         # how each job was held (docker, singularity, bwrap, none): "site/job" -> containment
         "containment": {f"{j.site}/{j.name}": j.containment for j in jobs},
         "failures": [
-            {"site": j.site, "job": j.name, "status": j.status, "reason": j.reason, "exit_code": j.exit_code}
+            {"site": j.site, "job": j.name, "status": j.status.value, "reason": j.reason, "exit_code": j.exit_code}
             for j in jobs
-            if not j.ok
+            if not j.status.finished_ok
         ],
         # succeeded infers whose predictions the federation would reject (scored as written): counts and why
         "output_problems": output_problems(data),
@@ -136,7 +138,7 @@ def summary_dict(data: RunData, stability: RankStability | None) -> dict[str, An
     }
 
 
-def output_problems(data: RunData) -> dict[str, Any]:
+def output_problems(data: RunView) -> dict[str, Any]:
     """Invalid predictions per model (cases, and the cases of each site) and per job (case -> why)."""
     counts = output_problem_counts(list(data.jobs))  # what the run's summary.json counts, from the same jobs
     by_model = {m: {"cases": n, "sites": counts["by_model_and_site"][m]} for m, n in counts["by_model"].items()}
@@ -172,7 +174,7 @@ _J = TypeVar("_J", bound=_Flaggable)
 
 def flagged_models(jobs: Iterable[_J]) -> dict[str, tuple[int, int, list[_J]]]:
     """Models whose predictions were invalid somewhere, first flagged first: ``model -> (invalid cases, cases of
-    those jobs, those jobs)``. For the report's JobRow and the live run's JobResult alike."""
+    those jobs, those jobs)``. For JobResults, and anything shaped like them."""
     out: dict[str, tuple[int, int, list[_J]]] = {}
     for j in jobs:
         if j.output_problems:
@@ -182,6 +184,6 @@ def flagged_models(jobs: Iterable[_J]) -> dict[str, tuple[int, int, list[_J]]]:
     return out
 
 
-def write_summary_json(data: RunData, stability: RankStability | None, path: Path) -> Path:
+def write_summary_json(data: RunView, stability: RankStability | None, path: Path) -> Path:
     write_json_atomic(path, json_safe(summary_dict(data, stability)))
     return path

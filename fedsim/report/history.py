@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from fedsim.errors import StoreError
-from fedsim.pipeline.run import _iso
-from fedsim.report.loader import _number, read_summary
+from fedsim.jobs.job import JobResult, JobStatus
+from fedsim.pipeline.run import iso_utc
+from fedsim.report.loader import finite_number, job_result, read_summary, run_summary
+from fedsim.report.runview import RunSummary
 from fedsim.report.ties import has_ties
 from fedsim.store.ledger import Ledger
 from fedsim.store.rundir import RunDirectory
@@ -56,7 +58,7 @@ class RunInfo:
             "run_id": self.run_id,
             "path": str(self.path),
             "benchmark": self.benchmark,
-            "started": _iso(self.started),
+            "started": iso_utc(self.started),
             "duration_s": None if self.duration_s is None else round(self.duration_s, 3),
             "state": self.state,
             "jobs_ok": self.jobs_ok,
@@ -98,21 +100,25 @@ def _epoch(iso: Any) -> float | None:
 
 @dataclass
 class _Raw:
-    summary: dict[str, Any] = field(default_factory=dict)
+    summary: RunSummary | None = None  # None: no readable summary.json (a running, killed or damaged run)
     ledger_state: str | None = None
     ledger_benchmark: str | None = None
     created_at: float | None = None
-    records: dict[str, dict[str, Any]] = field(default_factory=dict)  # job key -> record (finished jobs)
+    records: dict[str, JobResult] = field(default_factory=dict)  # job key -> record (finished jobs)
     unfinished: list[tuple[str, str, str]] = field(default_factory=list)  # (site, name, state)
     segments: list[tuple[float, float | None]] = field(default_factory=list)
     last_event: float | None = None
 
 
-def _read_summary(run: RunDirectory) -> dict[str, Any]:
+def _read_summary(run: RunDirectory) -> tuple[RunSummary | None, list[JobResult]]:
+    """The run's summary and its jobs; (None, []) when it is missing or unreadable (the run shows without it)."""
     try:
-        return read_summary(run)
-    except (StoreError, ValueError):  # unreadable, not JSON or not an object: the run shows without it
-        return {}
+        raw = read_summary(run)
+    except (StoreError, ValueError):  # unreadable, not JSON or not an object
+        return None, []
+    if not raw:  # an empty object says nothing about the run
+        return None, []
+    return run_summary(raw), [job_result(j) for j in raw.get("jobs") or [] if isinstance(j, dict)]
 
 
 def _read_ledger(path: Path, raw: _Raw) -> None:
@@ -126,7 +132,7 @@ def _read_ledger(path: Path, raw: _Raw) -> None:
     try:
         row = db.execute("SELECT state, benchmark, created_at FROM runs ORDER BY created_at LIMIT 1").fetchone()
         if row:
-            raw.ledger_state, raw.ledger_benchmark, raw.created_at = row[0], row[1], _number(row[2])
+            raw.ledger_state, raw.ledger_benchmark, raw.created_at = row[0], row[1], finite_number(row[2])
         for _key, site, name, state, record in db.execute("SELECT key, site, name, state, record FROM jobs"):
             rec = None
             if state == "done" and record:
@@ -135,14 +141,15 @@ def _read_ledger(path: Path, raw: _Raw) -> None:
                 except ValueError:
                     rec = None
             if isinstance(rec, dict):
-                raw.records[f"{site}/{name}"] = rec
+                raw.records[f"{site}/{name}"] = job_result(rec)
             else:
                 raw.unfinished.append((str(site), str(name), str(state)))
         raw.segments = [
-            (float(s), _number(f)) for s, f in db.execute("SELECT started_at, finished_at FROM segments ORDER BY id")
+            (float(s), finite_number(f))
+            for s, f in db.execute("SELECT started_at, finished_at FROM segments ORDER BY id")
         ]
         (last,) = db.execute("SELECT MAX(at) FROM events").fetchone()
-        raw.last_event = _number(last)
+        raw.last_event = finite_number(last)
     except sqlite3.Error:
         pass  # an older or damaged ledger: keep what was read
     finally:
@@ -178,13 +185,12 @@ def _has_results(run: RunDirectory) -> bool:
 
 def _info(root: Path) -> tuple[RunInfo, _Raw]:
     run = RunDirectory(root)
-    raw = _Raw(summary=_read_summary(run))
+    summary, summary_jobs = _read_summary(run)
+    raw = _Raw(summary=summary)
     _read_ledger(root / Ledger.FILE, raw)
-    summary = raw.summary
     if not raw.records:  # no ledger (or an empty one): the summary's jobs
-        for job in summary.get("jobs") or []:
-            if isinstance(job, dict):
-                raw.records[f"{job.get('site')}/{job.get('name')}"] = job
+        raw.records = {job.key: job for job in summary_jobs}
+    known = summary or RunSummary()
     live = _live(run)
     if raw.ledger_state is not None:
         state = raw.ledger_state
@@ -192,22 +198,22 @@ def _info(root: Path) -> tuple[RunInfo, _Raw]:
             state = "aborted"  # killed: its lock is gone, its ledger never heard the end
         elif state != "running" and live:
             state = "running"  # being resumed
-    elif summary:
-        state = "interrupted" if summary.get("interrupted") else "completed"
+    elif summary is not None:
+        state = "interrupted" if summary.interrupted else "completed"
     else:
         state = "running" if live else "aborted"
     if state == "completed" and not _has_results(run):
         state = "no result"
-    started = raw.segments[0][0] if raw.segments else raw.created_at or _epoch(summary.get("started_at"))
-    duration = _duration(raw, live) if raw.segments else _number(summary.get("total_duration_s"))
+    started = raw.segments[0][0] if raw.segments else raw.created_at or _epoch(known.started_at)
+    duration = _duration(raw, live) if raw.segments else known.total_duration_s
     if duration is None:
-        duration = _number(summary.get("duration_s"))
-    statuses = [str(r.get("status")) for r in raw.records.values()]
+        duration = known.duration_s
+    statuses = [r.status.value for r in raw.records.values()]
     ok, skipped = statuses.count("succeeded"), statuses.count("skipped")
     info = RunInfo(
-        run_id=str(summary.get("run_id") or root.name),
+        run_id=known.run_id or root.name,
         path=root,
-        benchmark=summary.get("benchmark") or raw.ledger_benchmark,
+        benchmark=known.benchmark or raw.ledger_benchmark,
         started=started,
         duration_s=duration,
         state=state,
@@ -216,8 +222,8 @@ def _info(root: Path) -> tuple[RunInfo, _Raw]:
         jobs_skipped=skipped,
         jobs_total=len(statuses) + len(raw.unfinished),
         segments=max(1, len(raw.segments)),
-        models=tuple(str(m) for m in summary.get("models") or ()),
-        sites=tuple(str(s) for s in summary.get("sites") or sorted({k.split("/", 1)[0] for k in raw.records})),
+        models=known.models,
+        sites=known.sites or tuple(sorted({k.split("/", 1)[0] for k in raw.records})),
     )
     return info, raw
 
@@ -255,7 +261,7 @@ def list_runs(runs_dir: Path) -> list[RunInfo]:
 
 
 def _mean(values: list[Any]) -> float | None:
-    nums = [float(v) for v in values if _number(v) is not None]
+    nums = [float(v) for v in values if finite_number(v) is not None]
     return sum(nums) / len(nums) if nums else None
 
 
@@ -286,7 +292,7 @@ def _ranking(run: RunDirectory) -> dict[str, Any] | None:
         scores = {k[len("score_") :]: _float(v) for k, v in r.items() if k and k.startswith("score_")}
         models.append({"model": r.get("algorithm"), "rank": rank, "score": score, "site_scores": scores})
     models.sort(key=lambda m: (m["rank"] is None, m["rank"] or 0.0, str(m["model"])))
-    ranks = [m["rank"] for m in models if m["rank"] is not None]
+    ranks = [float(m["rank"]) for m in models if isinstance(m["rank"], (int, float))]
     tied = has_ties(ranks)
     return {"method": path.stem[len("final_ranks_") :], "models": models, "ties": tied, "file": str(path)}
 
@@ -309,7 +315,7 @@ def show_run(runs_dir: Path, run_id: str) -> RunDetail:
         raise StoreError(f"no run {run_id!r} in {runs_dir}{hint}")
     info, raw = _info(root)
     run = RunDirectory(root)
-    models = list(info.models) or sorted({str(r.get("model")) for r in raw.records.values() if r.get("model")})
+    models = list(info.models) or sorted({r.model for r in raw.records.values() if r.model})
     rows: list[dict[str, Any]] = []
     for site in info.sites:
         metrics = _site_metrics(run, site)
@@ -319,11 +325,11 @@ def show_run(runs_dir: Path, run_id: str) -> RunDetail:
         for model in models:
             infer = raw.records.get(f"{site}/infer.{model}")
             evaluate = raw.records.get(f"{site}/evaluate.{model}")
-            status = str(infer.get("status")) if infer else "not run"
+            status = infer.status.value if infer else "not run"
             if prep_failed is not None and infer is None:
-                status = f"skipped ({prep_failed.get('name')} {prep_failed.get('status')})"
-            elif infer and infer.get("status") == "succeeded" and evaluate and evaluate.get("status") != "succeeded":
-                status = f"evaluate {evaluate.get('status')}"
+                status = f"skipped ({prep_failed.name} {prep_failed.status.value})"
+            elif infer and infer.status.finished_ok and evaluate and not evaluate.status.finished_ok:
+                status = f"evaluate {evaluate.status.value}"
             cases = [c.get(model, {}) for c in metrics.values() if isinstance(c, dict)]
             cases = [c for c in cases if isinstance(c, dict)]
             rows.append(
@@ -336,23 +342,17 @@ def show_run(runs_dir: Path, run_id: str) -> RunDetail:
                     "dice_tc": _mean([c.get("Dice_TC") for c in cases]),
                     "dice_wt": _mean([c.get("Dice_WT") for c in cases]),
                     "hd95_wt": _mean([c.get("Hausdorff95_WT") for c in cases]),
-                    "infer_s": _number(infer.get("duration_s")) if infer else None,
+                    "infer_s": infer.duration_s if infer else None,
                 }
             )
     failures = [
-        {
-            "site": r.get("site"),
-            "job": r.get("name"),
-            "status": r.get("status"),
-            "reason": r.get("reason") or "",
-            "log": r.get("log"),
-        }
+        {"site": r.site, "job": r.name, "status": r.status.value, "reason": r.reason, "log": r.log}
         for r in raw.records.values()
         if _failed(r)
     ]
     return RunDetail(info=info, rows=rows, ranking=_ranking(run), failures=failures)
 
 
-def _failed(record: dict[str, Any] | None) -> bool:
+def _failed(record: JobResult | None) -> bool:
     """Finished without success, and not merely skipped because of another job."""
-    return record is not None and record.get("status") not in ("succeeded", "skipped", None)
+    return record is not None and record.status not in (JobStatus.SUCCEEDED, JobStatus.SKIPPED)

@@ -1,129 +1,115 @@
-"""Read a finished run directory into one value the report renders: jobs, per-case metrics, specs, ranking.
+"""Read a finished run directory, once, into the typed :class:`~fedsim.report.runview.RunView` the report renders:
+jobs as :class:`~fedsim.jobs.job.JobResult`, per-case metrics, the recorded specs as spec models, the ranking.
 
-Raw JSON and YAML exist only here. A run without metrics (every job failed, or an interrupted run) still
-loads: ``institutions`` is then empty and the report shows the jobs and the configuration.
+Raw JSON and YAML exist only here. Runs of older fedsim versions load too (a missing field takes its default),
+and so does a run without metrics (every job failed, or an interrupted run): ``institutions`` is then empty and
+the report shows the jobs and the configuration.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
 
 from fedsim.errors import StoreError
-from fedsim.ranking import DEFAULT_METHOD, METHODS, InstitutionResults, RankingResult, load_institutions, rank
+from fedsim.jobs.job import JobResult, JobStatus
+from fedsim.pipeline.builds import BuildRecord
+from fedsim.report.runview import JobLog, RecordedBenchmark, RecordedSite, RunSummary, RunView
+from fedsim.spec.models import HardwareProfile, ModelRef, ResourceLimits, SiteDataSpec
 from fedsim.store.rundir import RunDirectory
 from fedsim.store.tail import read_end
 from fedsim.yamlsafe import safe_load_file
 
-__all__ = ["REGION_SUFFIXES", "JobRow", "RunData", "load_run", "read_summary", "split_metric"]
+if TYPE_CHECKING:  # ranking needs scipy (80 MB): imported by load_run only, so readers of runs stay light
+    from fedsim.ranking import InstitutionResults
+
+__all__ = [
+    "REGION_SUFFIXES",
+    "finite_int",
+    "finite_number",
+    "job_result",
+    "load_run",
+    "read_summary",
+    "read_tail",
+    "recorded_benchmark",
+    "recorded_site",
+    "run_summary",
+    "split_metric",
+]
 
 REGION_SUFFIXES = ("ET", "TC", "WT")
+_BRATS2025_FAMILY = re.compile(
+    r"^(?:all_instance_(?:tp|fp|fn|prec|rec|f1)|global_(?:dsc|nsd|hd95)|lesionwise_(?:dsc|nsd|hd95)_(?:mean|std))$"
+)
 LOG_TAIL_LINES = 25
 LOG_TAIL_BYTES = 16_384
 
 
 def split_metric(key: str) -> tuple[str, str]:
-    """``Dice_ET`` → ``("Dice", "ET")``; keys without a region (``missing_pred``) get region ``""``."""
+    """``Dice_ET`` → ``("Dice", "ET")``, BraTS 2025's ``lesionwise_dsc_mean_et`` → ``("lesionwise_dsc_mean",
+    "et")``; keys without a region (``missing_pred``) get region ``""``."""
     head, _, tail = key.rpartition("_")
-    if head and tail in REGION_SUFFIXES:
+    if head and (tail in REGION_SUFFIXES or _BRATS2025_FAMILY.match(head)):
         return head, tail
     return key, ""
 
 
-@dataclass(frozen=True)
-class JobRow:
-    """One job of ``summary.json`` with what the report derives from it."""
+def load_run(run_dir: Path) -> RunView:
+    """Load everything the report needs from ``run_dir`` (``summary.json`` is required), into typed values."""
+    from fedsim.ranking import DEFAULT_METHOD, METHODS, load_institutions, rank
 
-    site: str
-    name: str
-    kind: str
-    model: str | None
-    status: str
-    reason: str
-    exit_code: int | None
-    duration_s: float
-    num_cases: int | None
-    runtime: str | None
-    peak_rss_bytes: int | None
-    peak_gpu_memory_bytes: int | None
-    gpu_ids: tuple[str, ...]
-    log_path: Path | None
-    log_tail: str | None = None
-    """Last lines of the log, only for jobs that did not succeed."""
-    containment: str | None = None
-    """How the job was held: docker, singularity, bwrap (the local sandbox) or none; None in older runs."""
-    output_problems: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    """A succeeded infer's invalid predictions: case -> why (check-submission's validator); empty in older runs."""
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "succeeded"
-
-    @property
-    def seconds_per_case(self) -> float | None:
-        if self.kind != "infer" or not self.num_cases:
-            return None
-        return self.duration_s / self.num_cases
-
-
-@dataclass(frozen=True)
-class RunData:
-    root: Path
-    summary: dict[str, Any]
-    jobs: tuple[JobRow, ...]
-    institutions: dict[str, InstitutionResults]
-    benchmark: dict[str, Any]
-    sites_config: dict[str, dict[str, Any]]
-    method: str
-    ranking: RankingResult | None
-    models: tuple[str, ...] = field(default=())
-    """Every model of the run, in ranking order when there is a ranking."""
-    sites: tuple[str, ...] = field(default=())
-
-    @property
-    def run_id(self) -> str:
-        return str(self.summary.get("run_id") or self.root.name)
-
-
-def load_run(run_dir: Path) -> RunData:
-    """Load everything the report needs from ``run_dir`` (``summary.json`` is required)."""
     run = RunDirectory(Path(run_dir).resolve())
     if not run.summary.is_file():
         raise StoreError(f"{run.root} is not a finished run directory: {run.summary.name} is missing")
-    summary = read_summary(run)
-    jobs = tuple(_job_row(run, j) for j in summary.get("jobs", []) if isinstance(j, dict))
-    benchmark = _read_yaml(run.config / "benchmark.yaml")
-    sites_config = {}
+    raw = read_summary(run)
+    summary = run_summary(raw)
+    jobs: list[JobResult] = []
+    logs: dict[str, JobLog] = {}
+    for record in raw.get("jobs") or []:
+        if isinstance(record, dict):
+            job = job_result(record)
+            jobs.append(job)
+            log = _job_log(run, job)
+            if log is not None:
+                logs[job.key] = log
+    del raw  # the records are JobResults now
+    benchmark = recorded_benchmark(_read_yaml(run.config / "benchmark.yaml"))
+    sites_config: dict[str, RecordedSite] = {}
     sites_dir = run.config / "sites"
     if sites_dir.is_dir():
         for path in sorted(sites_dir.glob("*.yaml")):
-            data = _read_yaml(path)
-            sites_config[str(data.get("name") or path.stem)] = data
+            site = recorded_site(_read_yaml(path), path.stem)
+            sites_config[site.name] = site
     institutions: dict[str, InstitutionResults] = {}
     if run.results.is_dir() and any(run.results.glob("*.yaml")):
         institutions = load_institutions(run.results)
-    method = str((benchmark.get("ranking") or {}).get("method") or DEFAULT_METHOD)
+    method = benchmark.ranking_method or DEFAULT_METHOD
     if method not in METHODS:
         method = DEFAULT_METHOD
     ranking = rank(institutions, method) if institutions else None
 
-    models = list(summary.get("models") or [])
+    models = list(summary.models)
     for inst in institutions.values():
         models += [a for a in inst.algorithms if a not in models]
     if ranking is not None:  # best first, models without any metrics last
         models = [*ranking.algorithms, *(m for m in models if m not in ranking.algorithms)]
-    sites = list(summary.get("sites") or [])
+    sites = list(summary.sites)
     sites += [s for s in institutions if s not in sites]
-    return RunData(
+    return RunView(
         root=run.root,
         summary=summary,
-        jobs=jobs,
-        institutions=institutions,
+        jobs=tuple(jobs),
+        logs=logs,
         benchmark=benchmark,
         sites_config=sites_config,
+        institutions=institutions,
         method=method,
         ranking=ranking,
         models=tuple(models),
@@ -150,50 +136,143 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _number(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if math.isfinite(value) else None
 
 
-def _int(value: Any) -> int | None:
-    return None if _number(value) is None else int(value)
+def finite_int(value: Any) -> int | None:
+    return None if finite_number(value) is None else int(value)
 
 
-def _job_row(run: RunDirectory, job: dict[str, Any]) -> JobRow:
-    site = str(job.get("site", ""))
-    name = str(job.get("name", ""))
-    # Prefer the log inside the run directory: the recorded absolute path breaks when the run is moved.
-    local = run.site(site).log(name)
-    recorded = Path(job["log"]) if job.get("log") else None
-    log_path = local if local.is_file() else recorded
-    status = str(job.get("status", "unknown"))
-    tail = read_tail(log_path) if status != "succeeded" and log_path is not None else None
-    return JobRow(
-        site=site,
-        name=name,
-        kind=str(job.get("kind", "")),
-        model=job.get("model"),
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def job_result(record: Mapping[str, Any]) -> JobResult:
+    """A ``summary.json`` or ledger job record as a :class:`JobResult`, tolerating records of older fedsim
+    versions and edited files: a missing field takes its default, a non-finite or mistyped number is None (a
+    duration 0), an unknown status counts as ``failed``."""
+    try:
+        status = JobStatus(str(record.get("status")))
+    except ValueError:
+        status = JobStatus.FAILED
+    limits = record.get("limits")
+    return JobResult(
+        site=str(record.get("site", "")),
+        name=str(record.get("name", "")),
+        kind=str(record.get("kind", "")),
+        model=_text(record.get("model")),
         status=status,
-        reason=str(job.get("reason") or ""),
-        exit_code=_int(job.get("exit_code")),
-        duration_s=_number(job.get("duration_s")) or 0.0,
-        num_cases=_int(job.get("num_cases")),
-        runtime=job.get("runtime"),
-        peak_rss_bytes=_int(job.get("peak_rss_bytes")),
-        peak_gpu_memory_bytes=_int(job.get("peak_gpu_memory_bytes")),
-        gpu_ids=tuple(str(g) for g in job.get("gpu_ids") or ()),
-        log_path=log_path,
-        log_tail=tail,
-        containment=job.get("containment"),
-        output_problems=_problems(job.get("output_problems")),
+        reason=str(record.get("reason") or ""),
+        exit_code=finite_int(record.get("exit_code")),
+        duration_s=finite_number(record.get("duration_s")) or 0.0,
+        num_cases=finite_int(record.get("num_cases")),
+        runtime=_text(record.get("runtime")),
+        peak_rss_bytes=finite_int(record.get("peak_rss_bytes")),
+        peak_gpu_memory_bytes=finite_int(record.get("peak_gpu_memory_bytes")),
+        gpu_ids=[str(g) for g in record.get("gpu_ids") or ()],
+        log=_text(record.get("log") or None),
+        node=_text(record.get("node")),
+        containment=_text(record.get("containment")),
+        sandbox_binary=_text(record.get("sandbox_binary")),
+        limits=dict(limits) if isinstance(limits, Mapping) else None,
+        output_problems=_problems(record.get("output_problems")),
     )
 
 
-def _problems(value: Any) -> dict[str, tuple[str, ...]]:
+def _problems(value: Any) -> dict[str, list[str]]:
     if not isinstance(value, dict):
         return {}
-    return {str(c): tuple(str(p) for p in ps) for c, ps in value.items() if isinstance(ps, list | tuple)}
+    return {str(c): [str(p) for p in ps] for c, ps in value.items() if isinstance(ps, list | tuple)}
+
+
+def _job_log(run: RunDirectory, job: JobResult) -> JobLog | None:
+    # Prefer the log inside the run directory: the recorded absolute path breaks when the run is moved.
+    local = run.site(job.site).log(job.name)
+    path = local if local.is_file() else Path(job.log) if job.log else None
+    if path is None:
+        return None
+    return JobLog(path=path, tail=read_tail(path) if not job.status.finished_ok else None)
+
+
+def run_summary(raw: Mapping[str, Any]) -> RunSummary:
+    """The run facts of ``summary.json`` (its jobs are read by :func:`job_result`)."""
+    builds = tuple(_build_record(b) for b in raw.get("builds") or () if isinstance(b, Mapping))
+    return RunSummary(
+        run_id=_text(raw.get("run_id") or None),
+        fedsim_version=_text(raw.get("fedsim_version")),
+        benchmark=_text(raw.get("benchmark") or None),
+        sites=tuple(str(s) for s in raw.get("sites") or ()),
+        models=tuple(str(m) for m in raw.get("models") or ()),
+        started_at=_text(raw.get("started_at")),
+        duration_s=finite_number(raw.get("duration_s")),
+        total_duration_s=finite_number(raw.get("total_duration_s")),
+        interrupted=bool(raw.get("interrupted", False)),
+        builds=builds,
+        build_s=finite_number(raw.get("build_s")),
+    )
+
+
+def _build_record(raw: Mapping[str, Any]) -> BuildRecord:
+    return BuildRecord(
+        image=str(raw.get("image", "?")),
+        cube=str(raw.get("cube", "?")),
+        runtime=str(raw.get("runtime", "?")),
+        action=str(raw.get("action", "?")),
+        seconds=finite_number(raw.get("seconds")) or 0.0,
+        jobs=finite_int(raw.get("jobs")) or 0,
+        error=_text(raw.get("error") or None),
+    )
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _section(model: type[M], value: Any) -> M | None:
+    """``value`` as the spec's ``model``, keys the model does not know left out; None when absent or invalid."""
+    if not isinstance(value, Mapping):
+        return None
+    try:
+        return model.model_validate({k: v for k, v in value.items() if k in model.model_fields})
+    except ValidationError:
+        return None
+
+
+def _dump(value: Any) -> str:
+    return str(yaml.safe_dump(value, sort_keys=False, default_flow_style=None)).strip()
+
+
+def recorded_benchmark(raw: Mapping[str, Any]) -> RecordedBenchmark:
+    """The run's ``config/benchmark.yaml`` (any mapping: an older run's, a partial one) as typed sections."""
+    metrics = raw.get("metrics")
+    ranking = raw.get("ranking")
+    entries = raw.get("models")
+    models = [_section(ModelRef, m) for m in entries] if isinstance(entries, list) else []
+    name = raw.get("name")
+    limits = raw.get("limits")
+    return RecordedBenchmark(
+        name=None if name is None else str(name),
+        models=tuple(m for m in models if m is not None),
+        limits=_section(ResourceLimits, limits),
+        limit_rows=tuple((str(k), str(v)) for k, v in limits.items()) if isinstance(limits, Mapping) else (),
+        metric_set=_text(metrics.get("metric_set")) if isinstance(metrics, Mapping) else None,
+        ranking_method=_text(ranking.get("method") or None) if isinstance(ranking, Mapping) else None,
+        text=_dump(dict(raw)),
+    )
+
+
+def recorded_site(raw: Mapping[str, Any], default_name: str) -> RecordedSite:
+    """One ``config/sites/<site>.yaml`` of the run as typed sections; ``default_name`` when it names none."""
+    runtime = raw.get("runtime")
+    return RecordedSite(
+        name=str(raw.get("name") or default_name),
+        runtime=None if runtime is None else str(runtime),
+        hardware=_section(HardwareProfile, raw.get("hardware")),
+        data=_section(SiteDataSpec, raw.get("data")),
+        text=_dump(dict(raw)),
+    )
 
 
 def read_tail(path: Path, lines: int = LOG_TAIL_LINES, max_bytes: int = LOG_TAIL_BYTES) -> str | None:

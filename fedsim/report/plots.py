@@ -6,20 +6,25 @@ building a report is safe in a thread, in a headless CI job and inside a process
 
 from __future__ import annotations
 
+import gc
 import io
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from fedsim.report.exports import site_means
-from fedsim.report.loader import REGION_SUFFIXES, RunData
+from fedsim.report.loader import REGION_SUFFIXES
+from fedsim.report.metricview import MetricView
+from fedsim.report.runview import RunView
 from fedsim.report.stability import RankStability
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["HEATMAP_METRICS", "distribution_png", "heatmap_png", "stability_png"]
+__all__ = ["HEATMAP_METRICS", "HEATMAP_SITES", "distribution_png", "heatmap_pngs", "stability_png"]
 
 #: (metric family, label, higher is better)
 HEATMAP_METRICS: tuple[tuple[str, str, bool], ...] = (
@@ -30,6 +35,9 @@ HEATMAP_METRICS: tuple[tuple[str, str, bool], ...] = (
     ("Precision", "Precision", True),
 )
 DPI = 100
+#: Sites in one heatmap figure: a wider run is drawn as several figures of this many sites (same colour scale),
+#: so no canvas grows past ~5,000 pixels (100 sites in one would be 23,000 wide, and 250 MB to render).
+HEATMAP_SITES = 20
 _SITE_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 
 
@@ -40,8 +48,12 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def _png(fig: Figure) -> bytes:
+    """Render and release: the figure's artists form reference cycles, so without ``clear`` and a collection
+    each figure's canvas and texts would live on until the collector happened to run, next to the next figure."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, facecolor="white")
+    fig.clear()
+    gc.collect()
     return buffer.getvalue()
 
 
@@ -49,12 +61,20 @@ def _short(name: str, width: int = 16) -> str:
     return name if len(name) <= width else name[: width - 1] + "…"
 
 
-def heatmap_png(data: RunData, family: str, label: str, higher_better: bool) -> bytes | None:
-    """Models × sites, mean per site, one panel per region, cells annotated; None if the run has no such metric."""
+def heatmap_pngs(
+    data: RunView,
+    family: str,
+    label: str,
+    higher_better: bool,
+    regions: tuple[str, ...] = REGION_SUFFIXES,
+    max_sites: int = HEATMAP_SITES,
+) -> list[bytes]:
+    """Models × sites, mean per site, one panel per region, cells annotated: one figure per ``max_sites`` sites,
+    all on one colour scale; empty if the run has no such metric."""
     from matplotlib import colors
 
     panels = []
-    for region in REGION_SUFFIXES:
+    for region in regions:
         means = site_means(data, f"{family}_{region}")
         matrix = np.array(
             [[math.nan if means[m][s] is None else means[m][s] for s in data.sites] for m in data.models],
@@ -62,22 +82,43 @@ def heatmap_png(data: RunData, family: str, label: str, higher_better: bool) -> 
         ).reshape(len(data.models), len(data.sites))
         panels.append((region, matrix))
     if all(np.isnan(m).all() for _, m in panels):
-        return None
-    n_models, n_sites = len(data.models), len(data.sites)
-    fig = _figure(1.6 + 3 * (0.9 + 0.75 * n_sites), 1.3 + 0.42 * n_models)
-    axes = fig.subplots(1, 3, sharey=True)
-    cmap = (_cmap() if higher_better else _cmap().reversed()).with_extremes(bad="#dddddd")
-    if family == "Hausdorff95":
+        return []
+    hausdorff = family == "Hausdorff95" or "hd95" in family
+    if hausdorff:
         finite = [v for _, m in panels for v in m[np.isfinite(m)].ravel()]
         norm: Any = colors.SymLogNorm(linthresh=1.0, vmin=0.0, vmax=max(max(finite, default=1.0), 1.0))
     else:
         norm = colors.Normalize(vmin=0.0, vmax=1.0)
+    cmap = (_cmap() if higher_better else _cmap().reversed()).with_extremes(bad="#dddddd")
+    step = max(1, max_sites)
+    return [
+        _heatmap(panels, data.models, data.sites, slice(start, start + step), label, hausdorff, cmap, norm)
+        for start in range(0, max(1, len(data.sites)), step)
+    ]
+
+
+def _heatmap(
+    panels: Sequence[tuple[str, npt.NDArray[Any]]],
+    models: Sequence[str],
+    all_sites: Sequence[str],
+    columns: slice,
+    label: str,
+    hausdorff: bool,
+    cmap: Any,
+    norm: Any,
+) -> bytes:
+    sites = list(all_sites[columns])
+    n_models, n_sites = len(models), len(sites)
+    fig = _figure(1.6 + len(panels) * (0.9 + 0.75 * n_sites), 1.3 + 0.42 * n_models)
+    axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
     image = None
-    for ax, (region, matrix) in zip(axes, panels, strict=True):
-        image = ax.imshow(np.ma.masked_invalid(matrix), cmap=cmap, norm=norm, aspect="auto")
-        ax.set_title(f"{label} {region}", fontsize=10)
-        ax.set_xticks(range(n_sites), [_short(s) for s in data.sites], rotation=30, ha="right", fontsize=8)
-        ax.set_yticks(range(n_models), [_short(m, 20) for m in data.models], fontsize=8)
+    for ax, (region, full) in zip(axes, panels, strict=True):
+        matrix = full[:, columns]
+        masked = np.ma.masked_invalid(matrix)  # type: ignore[no-untyped-call]  # numpy.ma is not annotated
+        image = ax.imshow(masked, cmap=cmap, norm=norm, aspect="auto")
+        ax.set_title(f"{label} {region.upper()}", fontsize=10)
+        ax.set_xticks(range(n_sites), [_short(s) for s in sites], rotation=30, ha="right", fontsize=8)
+        ax.set_yticks(range(n_models), [_short(m, 20) for m in models], fontsize=8)
         ax.tick_params(length=0)
         for i in range(n_models):
             for j in range(n_sites):
@@ -87,7 +128,7 @@ def heatmap_png(data: RunData, family: str, label: str, higher_better: bool) -> 
                     continue
                 shade = cmap(norm(value))
                 luminance = 0.299 * shade[0] + 0.587 * shade[1] + 0.114 * shade[2]
-                text = f"{value:.3f}" if family != "Hausdorff95" else f"{value:.1f}"
+                text = f"{value:.1f}" if hausdorff else f"{value:.3f}"
                 ax.text(
                     j, i, text, ha="center", va="center", fontsize=8,
                     color="black" if luminance > 0.5 else "white",
@@ -103,16 +144,21 @@ def _cmap() -> Any:
     return colormaps["viridis"]
 
 
-def distribution_png(data: RunData) -> bytes | None:
-    """Per region, Dice and HD95 of every case per model: box plots with the cases on top, coloured by site."""
+def distribution_png(data: RunView, view: MetricView | None = None) -> bytes | None:
+    """Per region, Dice and HD95 of every case per model (the view's families: lesion-wise Dice and NSD for
+    BraTS 2025): box plots with the cases on top, coloured by site."""
     if not data.institutions:
         return None
+    from fedsim.report.metricview import BRATS2021_VIEW
+
+    view = view or BRATS2021_VIEW
+    regions = view.regions
     models = list(data.ranking.algorithms) if data.ranking is not None else list(data.models)
-    fig = _figure(max(9.0, 2.2 + 3 * (0.65 * len(models) + 0.6)), 6.4)
-    axes = fig.subplots(2, 3)
+    fig = _figure(max(9.0, 2.2 + len(regions) * (0.65 * len(models) + 0.6)), 6.4)
+    axes = np.atleast_2d(fig.subplots(len(view.distribution), len(regions)))
     rng = np.random.default_rng(0)  # jitter only; fixed so reports are reproducible
-    for row, (family, label) in enumerate((("Dice", "Dice"), ("Hausdorff95", "HD95 (voxels)"))):
-        for col, region in enumerate(REGION_SUFFIXES):
+    for row, (family, label, _) in enumerate(view.distribution):
+        for col, region in enumerate(regions):
             ax = axes[row][col]
             key = f"{family}_{region}"
             columns = []
@@ -137,23 +183,30 @@ def distribution_png(data: RunData) -> bytes | None:
                 whiskerprops={"color": "#555555"},
                 capprops={"color": "#555555"},
             )
+            # One collection per site (its points in every model's column; the columns never overlap), drawn in
+            # the order and with the jitter of one collection per site and model: the same picture, 10× fewer
+            # artists on a run of many models.
+            points: dict[int, tuple[list[npt.NDArray[np.float64]], list[float]]] = {}
             for x, values in enumerate(columns):
                 for s_index, site in enumerate(data.sites):
                     ys = [v for s, v in values if s == site]
                     if not ys:
                         continue
-                    xs = x + rng.uniform(-0.18, 0.18, size=len(ys))
-                    ax.scatter(
-                        xs, ys, s=14, alpha=0.75, color=_SITE_COLOURS[s_index % len(_SITE_COLOURS)],
-                        label=site,
-                        zorder=3, linewidths=0,
-                    )  # fmt: skip
-            ax.set_title(f"{label} {region}", fontsize=10)
+                    xs_site, ys_site = points.setdefault(s_index, ([], []))
+                    xs_site.append(x + rng.uniform(-0.18, 0.18, size=len(ys)))
+                    ys_site.extend(ys)
+            for s_index, (xs_site, ys_site) in sorted(points.items()):
+                ax.scatter(
+                    np.concatenate(xs_site), ys_site, s=14, alpha=0.75,
+                    color=_SITE_COLOURS[s_index % len(_SITE_COLOURS)], label=data.sites[s_index],
+                    zorder=3, linewidths=0,
+                )  # fmt: skip
+            ax.set_title(f"{label} {region.upper()}", fontsize=10)
             ax.set_xticks(range(len(models)), [_short(m) for m in models], rotation=30, ha="right", fontsize=8)
             ax.tick_params(axis="y", labelsize=8)
             ax.grid(axis="y", color="#e5e5e5")
             ax.set_axisbelow(True)
-            if family == "Dice":
+            if family != "Hausdorff95" and "hd95" not in family:
                 ax.set_ylim(-0.05, 1.05)
             else:
                 ax.set_yscale("symlog", linthresh=1.0)

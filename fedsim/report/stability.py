@@ -15,9 +15,13 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.stats import rankdata
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 from fedsim.errors import SpecError
 from fedsim.ranking import (
@@ -87,7 +91,7 @@ def bootstrap_ranks(
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = DEFAULT_SEED,
     identity: bool = False,
-) -> tuple[tuple[str, ...], np.ndarray]:
+) -> tuple[tuple[str, ...], NDArray[Any]]:
     """Final ranks ``[resample, algorithm]`` (algorithms sorted by name) over case bootstraps.
 
     ``identity=True`` ranks the data unresampled (one row), which must reproduce :func:`fedsim.ranking.rank`.
@@ -115,7 +119,7 @@ def bootstrap_ranks(
     return algos, np.asarray(rankdata(total, method="average", axis=1), dtype=float)
 
 
-def _subranks(method: str, oriented: np.ndarray, index: np.ndarray) -> np.ndarray:
+def _subranks(method: str, oriented: NDArray[Any], index: NDArray[Any]) -> NDArray[Any]:
     """Integer sub-ranks ``[resample, algorithm]`` of one sub-ranking; ``oriented`` is larger-is-better."""
     if method == "testBased":
         wins = _significant_wins(oriented, index)
@@ -139,14 +143,14 @@ def _subranks(method: str, oriented: np.ndarray, index: np.ndarray) -> np.ndarra
     return np.asarray(rankdata(-summary, method="min", axis=1), dtype=np.int64)
 
 
-def _case_counts(index: np.ndarray, cases: int) -> np.ndarray:
+def _case_counts(index: NDArray[Any], cases: int) -> NDArray[Any]:
     """``[resample, case]``: how often each case was drawn."""
     rows = index.shape[0]
     flat = (index + cases * np.arange(rows)[:, None]).ravel()
     return np.bincount(flat, minlength=rows * cases).reshape(rows, cases).astype(np.int64)
 
 
-def _significant_wins(oriented: np.ndarray, index: np.ndarray) -> np.ndarray:
+def _significant_wins(oriented: NDArray[Any], index: NDArray[Any]) -> NDArray[Any]:
     """testBased: per resample, how many others each algorithm beats (Wilcoxon, Holm over the pairs)."""
     n_algos = oriented.shape[1]
     rows = index.shape[0]
@@ -171,7 +175,7 @@ def _significant_wins(oriented: np.ndarray, index: np.ndarray) -> np.ndarray:
     return wins
 
 
-def _holm_rows(p: np.ndarray) -> np.ndarray:
+def _holm_rows(p: NDArray[Any]) -> NDArray[Any]:
     """R ``p.adjust(method="holm")`` applied to every row of ``p``."""
     m = p.shape[1]
     order = np.argsort(p, axis=1, kind="stable")

@@ -37,6 +37,9 @@ class Capabilities:
     enforces_memory_limit: bool = False
     isolates_network: bool = False
     supports_gpus: bool = True
+    containment: str = "none"  # how it holds a task, as the job record says: docker, singularity, bwrap or none
+    runs_images: bool = False  # it runs the cube's image (so the image is prepared, inspected, size-checked)
+    singularity_fidelity: bool = False  # it can hold a submission as the sites' singularity would (docker)
 
 
 class ProcessHandle(abc.ABC):
@@ -54,7 +57,8 @@ class ProcessHandle(abc.ABC):
 
     @abc.abstractmethod
     def terminate(self, grace_s: float = 2.0) -> None:
-        """Stop the whole tree: SIGTERM, ``grace_s`` seconds, then SIGKILL. Idempotent."""
+        """Stop the whole tree: SIGTERM, ``grace_s`` seconds, then SIGKILL; below one second of grace SIGKILL at
+        once (:func:`fedsim.runtimes.process.kills_at_once`). Idempotent."""
 
     def root_pid(self) -> int | None:
         """Host PID of the task's top process (container init, process-group leader), if known."""
@@ -85,6 +89,16 @@ class Runtime(abc.ABC):
     def containment(self, inv: Invocation) -> str:
         """How the task is held, as the job record states it: docker, singularity, bwrap or none."""
         return self.name
+
+    def sandbox_binary(self) -> str | None:
+        """The sandbox program that holds tasks, as the job record states it (``/usr/bin/bwrap (system)``), or
+        ``None`` where the runtime's own engine does."""
+        return None
+
+    def failure_hint(self, inv: Invocation, log_text: str) -> str | None:
+        """One line naming why a failed task failed on this runtime in particular (a path or module only the
+        image has), from the tail of its log; None when the runtime knows nothing to add."""
+        return None
 
     @abc.abstractmethod
     def argv(self, inv: Invocation) -> list[str]:

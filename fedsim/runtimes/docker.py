@@ -25,8 +25,11 @@ from fedsim.cube import CubeSpec, Invocation, container_mounts
 from fedsim.errors import RuntimeUnavailable
 from fedsim.runtimes.base import BuildProgress, Capabilities, Prepared, ProcessHandle, Runtime
 from fedsim.runtimes.dockerargs import RunOptions, parse_run_fragment
+from fedsim.runtimes.engine import RUNTIME_TIMEOUT_S, docker_client
+from fedsim.runtimes.handover import hand_over, take_back
 from fedsim.runtimes.images import ImageBuilder
 from fedsim.runtimes.paths import host_paths
+from fedsim.runtimes.process import kills_at_once
 
 LABEL = "fedsim"
 MAX_LOG_BYTES = 64 * 2**20
@@ -206,16 +209,17 @@ def docker_argv(cfg: dict[str, Any]) -> list[str]:
 
 class DockerRuntime(Runtime):
     name = "docker"
-    capabilities = Capabilities(isolates_filesystem=True, enforces_memory_limit=True, isolates_network=True)
+    capabilities = Capabilities(
+        isolates_filesystem=True,
+        enforces_memory_limit=True,
+        isolates_network=True,
+        containment="docker",
+        runs_images=True,
+        singularity_fidelity=True,
+    )
 
     def __init__(self, client: Any = None) -> None:
-        try:
-            import docker
-
-            self.client = client or docker.from_env(timeout=120)
-            self.client.ping()
-        except Exception as exc:  # the SDK raises several unrelated types for "no engine"
-            raise RuntimeUnavailable(f"no Docker engine answers: {exc}") from exc
+        self.client = docker_client(RUNTIME_TIMEOUT_S, client=client)
         self.images = ImageBuilder(self.client)
         self.user = container_user()
         self.host_paths = host_paths(self.client)  # fedsim in a container: mount sources are the host's paths
@@ -239,7 +243,7 @@ class DockerRuntime(Runtime):
         image = self.images.ensure(inv.cube, inv.isolation.base_image)
         cfg = container_config(inv, image, self.user)
         cfg["mounts"] = [(self.host_paths.to_host(src), dst, ro) for src, dst, ro in cfg["mounts"]]
-        handed = _hand_over(inv, self.user) if "user" in cfg else []
+        handed = hand_over(inv, self.user) if "user" in cfg else []
         kwargs = {
             k: v for k, v in cfg.items() if k not in {"mounts", "gpu_device_ids", "cube_options", "dropped_options"}
         }
@@ -258,14 +262,14 @@ class DockerRuntime(Runtime):
         try:
             container = self.client.containers.create(**kwargs)
         except docker.errors.DockerException as exc:
-            _take_back(handed)
+            take_back(handed)
             raise RuntimeUnavailable(f"cannot create the container: {exc}") from exc
         try:
             container.start()
         except docker.errors.DockerException as exc:
             with contextlib.suppress(docker.errors.DockerException):
                 container.remove(force=True)
-            _take_back(handed)
+            take_back(handed)
             raise RuntimeUnavailable(f"cannot start the container: {exc}") from exc
         return ContainerHandle(container, log_path, handed)
 
@@ -338,9 +342,9 @@ class ContainerHandle(ProcessHandle):
         return self._exit if self._done.is_set() else None
 
     def terminate(self, grace_s: float = 2.0) -> None:
-        # docker's stop grace is whole seconds; below one second a limit kill is a plain SIGKILL
+        # docker's stop grace is whole seconds; below one second a limit kill is a plain SIGKILL, as on the host
         with contextlib.suppress(Exception):
-            if grace_s < 1:
+            if kills_at_once(grace_s):
                 self.container.kill()
             else:
                 self.container.stop(timeout=round(grace_s))
@@ -364,38 +368,4 @@ class ContainerHandle(ProcessHandle):
         self._logger.join(timeout=5)
         with contextlib.suppress(Exception):
             self.container.remove(force=True)
-        _take_back(self._handed)
-
-
-def _hand_over(inv: Invocation, user: tuple[int, int]) -> list[tuple[Path, bool]]:
-    """Make output locations writable by the container's user; returns what to take back afterwards."""
-    if (os.getuid(), os.getgid()) == user:
-        return []
-    handed: list[tuple[Path, bool]] = []
-    for p in inv.parameters:
-        if p.io != "output":
-            continue
-        target = p.host_path if p.type == "directory" else p.host_path.parent
-        target.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(OSError):
-            os.chown(target, *user)
-            handed.append((target, p.type == "directory"))
-    return handed
-
-
-def _take_back(handed: list[tuple[Path, bool]]) -> None:
-    """Give every output back to the invoking user (recursively for output directories)."""
-    uid, gid = os.getuid(), os.getgid()
-    for path, recursive in handed:
-        with contextlib.suppress(OSError):
-            os.chown(path, uid, gid)
-        if not recursive:
-            for child in path.iterdir() if path.is_dir() else []:
-                if child.is_file() and not child.is_symlink():
-                    with contextlib.suppress(OSError):
-                        os.chown(child, uid, gid)
-            continue
-        for root, dirs, files in os.walk(path):
-            for name in dirs + files:
-                with contextlib.suppress(OSError):
-                    os.lchown(os.path.join(root, name), uid, gid)
+        take_back(self._handed)

@@ -21,18 +21,30 @@ relative to a ``WORKDIR`` only the base image knows, a CMD-only image, no Docker
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import posixpath
 import re
 import shlex
 import shutil
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from fedsim.cube import CubeSpec
+from fedsim.cube.dockerfile import (
+    ARCHIVE,
+    URL,
+    CopyOp,
+    DockerfileError,
+    ImageLayout,
+    NotPlainWords,
+    RunOp,
+    Stage,
+    copy_layout,
+    expand_source,
+    parse_dockerfile,
+)
 from fedsim.cube.mlcube import MLCUBE_FILE
 from fedsim.errors import RuntimeUnavailable
 from fedsim.runtimes.dockerargs import parse_build_args
@@ -41,21 +53,19 @@ FIX = "add 'local: {{entrypoint: \"python3 /path/to/mlcube.py\"}}' to {yaml}, or
 _PYTHON = re.compile(r"python(\d+(\.\d+)*)?")
 _SHELLS = {"sh", "bash", "dash", "ash", "zsh"}
 _VALUE_FLAGS = {"python": {"-W", "-X", "--check-hash-based-pycs"}, "shell": {"-o", "+o", "-O", "+O"}}
-_SHELL_SYNTAX = re.compile(r"[$`;&|<>(){}*?\[\]~#\\]")
-_VAR = re.compile(r"\\\$|\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-+])([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
-_HEREDOC = re.compile(r"<<-?([\"']?)([A-Za-z_][A-Za-z0-9_]*)\1")
-_URL = re.compile(r"^([a-z][a-z0-9+.-]*://|git@)", re.IGNORECASE)
 _DOCKER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_ARCHIVE = re.compile(r"\.(tar|tgz|tbz2?|txz|tar\.(gz|bz2|xz|zst))$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class LocalCommand:
-    """``head`` comes before the task's arguments; ``passes_task``: the task name goes first among them."""
+    """``head`` comes before the task's arguments; ``passes_task``: the task name goes first among them;
+    ``passes_args``: the parameters follow at all — not after a one-word task entrypoint (``/bin/bash``), to
+    which MLCube's docker runner passes nothing (``docker run --entrypoint=/bin/bash IMAGE``)."""
 
     head: tuple[str, ...]
     passes_task: bool
     origin: str
+    passes_args: bool = True
 
 
 class _Unmappable(Exception):
@@ -92,7 +102,8 @@ def _derive(cube: CubeSpec, task: str, python: str) -> LocalCommand:
             words = shlex.split(entry)
         except ValueError as exc:
             raise _Unmappable(f"{label} is not a command line ({exc})") from None
-        return LocalCommand(tuple(mapper.command(words, label)), False, f"tasks.{task}.entrypoint")
+        head = tuple(mapper.command(words, label))
+        return LocalCommand(head, False, f"tasks.{task}.entrypoint", passes_args=len(words) > 1)
     df = mapper.dockerfile()
     if df is None:
         raise _Unmappable(
@@ -107,146 +118,11 @@ def _derive(cube: CubeSpec, task: str, python: str) -> LocalCommand:
             )
         raise _Unmappable(f"{df.shown} sets no ENTRYPOINT (the base image's, if any, is unknown here)")
     label = f"the ENTRYPOINT at {df.shown}:{ep.line}"
-    words = _shell_words(ep.text, label) if ep.shell else ep.words
+    try:
+        words = ep.plain_words()  # a shell form with variables or operators is ambiguous
+    except NotPlainWords as exc:
+        raise _Unmappable(f"{label} {exc}") from None
     return LocalCommand(tuple(mapper.command(words, label)), True, f"ENTRYPOINT of {df.shown}")
-
-
-def _shell_words(text: str, label: str) -> list[str]:
-    """A shell-form command that is plain words (``exec`` dropped); variables or operators are ambiguous."""
-    if _SHELL_SYNTAX.search(text):
-        raise _Unmappable(f"{label} is a shell command with shell syntax ({text})")
-    try:
-        words = shlex.split(text)
-    except ValueError as exc:
-        raise _Unmappable(f"{label} is not a command line ({exc})") from None
-    return words[1:] if words[:1] == ["exec"] else words
-
-
-# ---------------------------------------------------------------- Dockerfile model
-
-
-@dataclass
-class _Copy:
-    line: int
-    text: str
-    add: bool
-    sources: list[str]
-    dest: str | None  # absolute container path; None when it depends on something unknown here
-    dest_raw: str
-    dest_is_dir: bool
-    from_stage: str | None
-    heredoc: bool
-    missing: list[str]  # undefined variables in the sources
-    unknown_dest: str = ""  # why dest is None
-
-
-@dataclass
-class _Run:
-    line: int
-    text: str
-
-
-@dataclass
-class _Command:
-    line: int
-    text: str
-    words: list[str]
-    shell: bool
-
-
-@dataclass
-class _Stage:
-    name: str | None
-    base: str
-    ops: list[_Copy | _Run] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
-    args: dict[str, str] = field(default_factory=dict)
-    workdir: str | None = None
-    workdir_why: str = ""
-    entrypoint: _Command | None = None
-    cmd: _Command | None = None
-
-    def vars(self) -> dict[str, str]:
-        return {**self.args, **self.env}  # ENV wins over ARG, as in docker
-
-    def child(self, name: str | None, base: str) -> _Stage:
-        return _Stage(
-            name, base, list(self.ops), dict(self.env), {}, self.workdir, self.workdir_why, self.entrypoint, self.cmd
-        )
-
-
-def dockerfile_instructions(text: str) -> Iterator[tuple[int, str, str]]:
-    """(line number, KEYWORD, rest) with continuations joined, comments dropped, heredoc bodies appended."""
-    lines = text.splitlines()
-    escape = "\\"
-    for raw in lines:  # parser directives come first
-        m = re.fullmatch(r"#\s*(\w+)\s*=\s*(\S+)\s*", raw.strip())
-        if not m:
-            break
-        if m.group(1).lower() == "escape" and m.group(2) in {"\\", "`"}:
-            escape = m.group(2)
-    current, start, i = "", 0, 0
-    while i < len(lines):
-        stripped = lines[i].strip()
-        i += 1
-        if not stripped or stripped.startswith("#"):
-            continue  # blank lines and comments, also inside a continued instruction
-        if not current:
-            start = i
-        if stripped.endswith(escape):
-            current += stripped[:-1] + " "
-            continue
-        current += stripped
-        keyword, _, rest = re.sub(r"\s", " ", current, count=1).partition(" ")
-        keyword, rest = keyword.upper(), rest.strip()
-        current = ""
-        if keyword in {"RUN", "COPY", "ADD"}:
-            for m in list(_HEREDOC.finditer(rest)):
-                end = next((j for j in range(i, len(lines)) if lines[j].strip() == m.group(2)), None)
-                if end is None:
-                    continue  # no terminator: a '<<' that is not a heredoc
-                rest += "\n" + "\n".join(lines[i:end])
-                i = end + 1
-        yield start, keyword, rest
-
-
-def _substitute(text: str, env: dict[str, str], missing: list[str] | None = None) -> str:
-    """Docker's ``$VAR``, ``${VAR}``, ``${VAR:-word}``, ``${VAR:+word}`` (and without the colon)."""
-
-    def one(m: re.Match[str]) -> str:
-        if m.group(0) == "\\$":
-            return "$"
-        name = m.group(1) or m.group(4)
-        op, word, value = m.group(2), m.group(3) or "", env.get(name)
-        if op in {":-", "-"}:
-            return word if value is None or (op == ":-" and value == "") else value
-        if op in {":+", "+"}:
-            return word if value is not None and (op == "+" or value != "") else ""
-        if value is None:
-            if missing is not None:
-                missing.append(name)
-            return ""
-        return value
-
-    return _VAR.sub(one, text)
-
-
-def _words(text: str) -> list[str]:
-    try:
-        return shlex.split(text)
-    except ValueError:
-        return text.split()
-
-
-def _command(line: int, text: str) -> _Command | None:
-    if text.startswith("["):
-        try:
-            argv = json.loads(text)
-        except ValueError:
-            argv = None
-        if isinstance(argv, list) and all(isinstance(a, str) for a in argv):
-            return _Command(line, text, argv, False) if argv else None
-    return _Command(line, text, [], True)
 
 
 def _build_args(cube: CubeSpec) -> dict[str, str]:
@@ -254,124 +130,6 @@ def _build_args(cube: CubeSpec) -> dict[str, str]:
     if cube.docker is None:
         return {}
     return parse_build_args(cube.docker.build_args, file=str(cube.root / "mlcube.yaml")).buildargs
-
-
-def parse_dockerfile(text: str, build_args: dict[str, str] | None = None) -> _Stage:
-    """The final stage: its ENTRYPOINT/CMD/WORKDIR and every COPY/ADD/RUN it is built from, in order."""
-    build_args = build_args or {}
-    global_args: dict[str, str] = {}
-    stages: dict[str, _Stage] = {}
-    stage: _Stage | None = None
-    for line, keyword, rest in dockerfile_instructions(text):
-        if keyword == "ARG":
-            for word in _words(rest):
-                name, eq, default = word.partition("=")
-                scope = global_args if stage is None else stage.args
-                if name in build_args:
-                    scope[name] = build_args[name]
-                elif eq:
-                    scope[name] = _substitute(default, global_args if stage is None else stage.vars())
-                else:
-                    scope[name] = global_args.get(name, "")
-            continue
-        if keyword == "FROM":
-            words = [w for w in rest.split() if not w.startswith("--")]
-            base = _substitute(words[0], global_args) if words else ""
-            name = words[2].lower() if len(words) >= 3 and words[1].lower() == "as" else None
-            parent = stages.get(base.lower())
-            if parent is not None:
-                stage = parent.child(name, base)
-            else:
-                stage = _Stage(name, base)
-                if base == "scratch":
-                    stage.workdir = "/"
-                else:
-                    stage.workdir_why = f"the WORKDIR of the base image {base}, unknown here"
-            if name:
-                stages[name] = stage
-            continue
-        if stage is None:
-            continue
-        if keyword == "ENV":
-            env = stage.vars()
-            words = _words(rest)
-            if words and "=" not in words[0]:
-                key, _, value = rest.partition(" ")
-                stage.env[key] = _substitute(value.strip(), env)
-            else:
-                for word in words:
-                    key, _, value = word.partition("=")
-                    stage.env[key] = _substitute(value, env)
-        elif keyword == "WORKDIR":
-            missing: list[str] = []
-            target = _substitute(rest.strip("\"'"), stage.vars(), missing)
-            if missing:
-                stage.workdir = None
-                stage.workdir_why = f"the WORKDIR at line {line}, which uses undefined ${missing[0]}"
-            elif target.startswith("/"):
-                stage.workdir = posixpath.normpath(target)
-            elif stage.workdir is not None:
-                stage.workdir = posixpath.normpath(posixpath.join(stage.workdir, target))
-        elif keyword in {"COPY", "ADD"}:
-            op = _copy(line, keyword, rest, stage)
-            if op is not None:
-                stage.ops.append(op)
-        elif keyword == "RUN":
-            stage.ops.append(_Run(line, rest))
-        elif keyword == "ENTRYPOINT":
-            stage.entrypoint, stage.cmd = _command(line, rest), None  # docker: ENTRYPOINT resets CMD
-        elif keyword == "CMD":
-            stage.cmd = _command(line, rest)
-    if stage is None:
-        raise _Unmappable("has no FROM line")
-    return stage
-
-
-def _copy(line: int, keyword: str, rest: str, stage: _Stage) -> _Copy | None:
-    first = rest.split("\n", 1)[0]
-    m = re.match(r"((?:--\S+\s+)*)(.*)", first, re.DOTALL)
-    assert m is not None
-    flags, body = m.group(1).split(), m.group(2).strip()
-    words: list[str] | None = None
-    if body.startswith("["):
-        try:
-            parsed = json.loads(body)
-            words = [str(w) for w in parsed] if isinstance(parsed, list) else None
-        except ValueError:
-            words = None
-    if words is None:
-        words = body.split()
-    if len(words) < 2:
-        return None
-    env = stage.vars()
-    missing: list[str] = []
-    sources = [_substitute(w, env, missing) for w in words[:-1]]
-    dest_missing: list[str] = []
-    dest_raw = _substitute(words[-1], env, dest_missing)
-    from_stage = next((f.partition("=")[2] for f in flags if f.startswith("--from=")), None)
-    text = " ".join([keyword, *flags, *words])
-    text = text if len(text) <= 80 else text[:77] + "..."
-    op = _Copy(
-        line,
-        text,
-        keyword == "ADD",
-        sources,
-        None,
-        dest_raw,
-        dest_raw.endswith("/") or dest_raw in {".", ".."} or dest_raw.endswith("/.") or len(sources) > 1,
-        from_stage,
-        any(s.startswith("<<") for s in sources),
-        missing,
-    )
-    if dest_missing:
-        op.unknown_dest = f"whose destination uses undefined ${dest_missing[0]}"
-    elif dest_raw.startswith("/"):
-        op.dest = posixpath.normpath(dest_raw)
-    elif stage.workdir is not None:
-        op.dest = posixpath.normpath(posixpath.join(stage.workdir, dest_raw))
-    else:
-        op.unknown_dest = f"whose destination {dest_raw!r} is relative to {stage.workdir_why}"
-    return op
 
 
 # ---------------------------------------------------------------- container paths → host paths
@@ -382,12 +140,12 @@ class _Dockerfile:
     path: Path
     shown: str
     context: Path
-    stage: _Stage
+    stage: Stage
 
     def provider(self, path: str) -> Path | None:
         """The host file the final image has at container ``path`` (the last COPY/ADD that provides it)."""
         for op in reversed(self.stage.ops):
-            if isinstance(op, _Copy):
+            if isinstance(op, CopyOp):
                 host = self._provides(op, path)
                 if host is not None:
                     return host
@@ -396,24 +154,14 @@ class _Dockerfile:
     def run_hint(self, path: str) -> str:
         name = posixpath.basename(path)
         for op in self.stage.ops:
-            if isinstance(op, _Run) and (path in op.text or re.search(rf"(?<![\w.-]){re.escape(name)}\b", op.text)):
+            if isinstance(op, RunOp) and (path in op.text or re.search(rf"(?<![\w.-]){re.escape(name)}\b", op.text)):
                 return f" (the RUN at line {op.line} makes it)"
         return ""
 
     def _expand(self, source: str) -> list[Path]:
-        rel = posixpath.normpath(source.lstrip("/") or ".")
-        if rel == "..":
-            return []
-        if rel.startswith("../"):
-            return []  # outside the build context: docker refuses it
-        if rel == ".":
-            return [self.context]
-        if any(c in rel for c in "*?["):
-            return sorted(self.context.glob(rel))
-        path = self.context / rel
-        return [path] if path.exists() else []
+        return expand_source(self.context, source)
 
-    def _provides(self, op: _Copy, path: str) -> Path | None:
+    def _provides(self, op: CopyOp, path: str) -> Path | None:
         where = f"{self.shown} line {op.line}: {op.text}"
         if op.dest is None:
             if self._could_provide(op, path):
@@ -430,7 +178,7 @@ class _Dockerfile:
         found: list[Path] = []
         many = op.dest_is_dir or any(c in s for s in op.sources for c in "*?[")
         for source in op.sources:
-            if op.add and _URL.match(source):
+            if op.add and URL.match(source):
                 raise _Ambiguous(f"which may be downloaded ({where})")
             for host in self._expand(source):
                 if host.is_dir():
@@ -438,7 +186,7 @@ class _Dockerfile:
                     candidate = host if rel == "." else host / rel
                     if candidate.exists():
                         found.append(candidate)
-                elif op.add and _ARCHIVE.search(host.name):
+                elif op.add and ARCHIVE.search(host.name):
                     raise _Ambiguous(f"which may be unpacked from {source} ({where})")
                 elif path == posixpath.join(op.dest, host.name) or (path == op.dest and not many):
                     found.append(host)
@@ -448,13 +196,13 @@ class _Dockerfile:
             raise _Ambiguous(f"which several sources provide: {names} ({where})")
         return unique[0] if unique else None
 
-    def _could_provide(self, op: _Copy, path: str) -> bool:
+    def _could_provide(self, op: CopyOp, path: str) -> bool:
         """Whether a COPY whose destination is unknown here might be where ``path`` comes from."""
         if op.from_stage is not None or op.heredoc or op.missing:
             return True
         parts = path.strip("/").split("/")
         for source in op.sources:
-            if op.add and _URL.match(source):
+            if op.add and URL.match(source):
                 return True
             for host in self._expand(source):
                 if host.is_dir() and any((host / "/".join(parts[k:])).exists() for k in range(len(parts))):
@@ -487,7 +235,7 @@ class _Mapper:
         if self._df is None and self.path.is_file():
             try:
                 stage = parse_dockerfile(self.path.read_text(errors="replace"), self._build_args)
-            except _Unmappable as exc:
+            except DockerfileError as exc:
                 raise _Unmappable(f"{self.shown} {exc}") from None
             self._df = _Dockerfile(self.path, self.shown, self.context, stage)
         return self._df
@@ -607,3 +355,29 @@ class _Mapper:
             if host is not None:
                 return str(host)
         return None
+
+
+@dataclass(frozen=True)
+class CubeImage:
+    """What a cube's Dockerfile says about its image, for a runtime that has none: the final stage, its file
+    layout and where the Dockerfile lies (``shown``: as the cube's messages name it)."""
+
+    stage: Stage
+    layout: ImageLayout
+    shown: str
+
+
+def cube_image(cube: CubeSpec) -> CubeImage | None:
+    """The cube's Dockerfile read with its build arguments (None: no Dockerfile, or none docker could build)."""
+    mapper = _Mapper(cube, sys.executable)
+    try:
+        df = mapper.dockerfile()
+    except _Unmappable:
+        return None
+    if df is None:
+        return None
+    shown = df.shown
+    if cube.root.name == "mlcube" and os.path.isabs(shown):  # the FeTS layout: <cube>/mlcube beside <cube>/project
+        with contextlib.suppress(ValueError):
+            shown = str(df.path.relative_to(cube.root.parent))
+    return CubeImage(df.stage, copy_layout(df.stage, df.context), shown)

@@ -14,6 +14,9 @@ import signal
 
 import psutil
 
+from fedsim.errors import RuntimeUnavailable
+from fedsim.runtimes import engine
+
 TOKEN_VAR = "FEDSIM_JOB_TOKEN"
 log = logging.getLogger("fedsim.runtimes")
 
@@ -54,11 +57,11 @@ def kill_orphans(run_id: str) -> tuple[int, int]:
         import docker
 
         try:
-            client = docker.from_env(timeout=30)
-            for c in client.containers.list(all=True, filters={"label": f"fedsim.run={run_id}"}):
-                with contextlib.suppress(docker.errors.DockerException):
-                    c.remove(force=True)
-                    containers += 1
-        except docker.errors.DockerException as exc:
+            with contextlib.closing(engine.docker_client(engine.SWEEP_TIMEOUT_S)) as client:
+                for c in client.containers.list(all=True, filters={"label": f"fedsim.run={run_id}"}):
+                    with contextlib.suppress(docker.errors.DockerException):
+                        c.remove(force=True)
+                        containers += 1
+        except (RuntimeUnavailable, docker.errors.DockerException) as exc:
             log.warning("could not look for leftover containers of run %s: %s", run_id, exc)
     return len(procs), containers

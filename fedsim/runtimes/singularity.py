@@ -37,7 +37,7 @@ from typing import Any
 
 from fedsim.cube import CubeSpec, Invocation, container_mounts
 from fedsim.errors import RuntimeUnavailable
-from fedsim.runtimes import select
+from fedsim.runtimes import engine, select
 from fedsim.runtimes.base import BuildProgress, Capabilities, Prepared, ProcessHandle, Runtime
 from fedsim.runtimes.images import ImageBuilder
 from fedsim.runtimes.process import HostProcess
@@ -141,7 +141,13 @@ def daemon_ref(image: str) -> str:
 
 class SingularityRuntime(Runtime):
     name = "singularity"
-    capabilities = Capabilities(isolates_filesystem=True, enforces_memory_limit=False, isolates_network=True)
+    capabilities = Capabilities(
+        isolates_filesystem=True,
+        enforces_memory_limit=False,
+        isolates_network=True,
+        containment="singularity",
+        runs_images=True,
+    )
 
     def __init__(self, binary: str | None = None, docker_client: Any = None, cache_dir: Path | None = None) -> None:
         found = binary or select.singularity_binary()
@@ -198,12 +204,7 @@ class SingularityRuntime(Runtime):
                             f"cube {cube.name!r}: no SIF image ({declared}) and no Docker engine to convert "
                             "its docker image from (build a SIF elsewhere and set 'singularity: {image: ...}')"
                         )
-                    import docker
-
-                    try:
-                        self._client = docker.from_env(timeout=120)
-                    except docker.errors.DockerException as exc:
-                        raise RuntimeUnavailable(f"no Docker engine answers: {exc}") from exc
+                    self._client = engine.docker_client(engine.RUNTIME_TIMEOUT_S)
                 self._images = ImageBuilder(self._client)
             return self._images
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, m
 
 RuntimeName = Literal["auto", "local", "docker", "singularity"]
 RankingMethod = Literal["rankThenMean", "rankThenMedian", "aggregateThenMean", "aggregateThenMedian", "testBased"]
-MetricSet = Literal["brats2021", "lesionwise"]
+MetricSet = Literal["brats2021", "lesionwise", "brats2025"]
 
 
 class _Frozen(BaseModel):
@@ -69,6 +69,14 @@ class LesionwiseParams(_Frozen):
     labels: dict[str, tuple[int, ...]] | None = None
 
 
+# brats-evaluation 0.0.10's bundled configurations (fedsim.metrics.brats2025.BRATS2025_CONFIGS has their regions).
+Brats2025Config = Literal["gli", "mets", "ped", "MenRT", "MenPre", "GoAT"]
+
+
+class Brats2025Params(_Frozen):
+    config: Brats2025Config = "gli"
+
+
 GENERATED = "generated"
 ParametersFile = Literal["generated"] | Path | None
 _PARAMS_HELP = (
@@ -81,11 +89,12 @@ class MetricsSpec(_Frozen):
     cube: Path
     metric_set: MetricSet = "brats2021"
     lesionwise: LesionwiseParams = LesionwiseParams()
+    brats2025: Brats2025Params = Brats2025Params()
     parameters_file: ParametersFile = Field(None, description=_PARAMS_HELP)
 
     @model_validator(mode="after")
     def _settings_reach_the_cube(self) -> MetricsSpec:
-        chosen = {"metric_set", "lesionwise"} & self.model_fields_set
+        chosen = {"metric_set", "lesionwise", "brats2025"} & self.model_fields_set
         if chosen and self.parameters_file != GENERATED:
             raise ValueError(
                 f"{' and '.join(sorted(chosen))} reach the metrics cube only through fedsim's generated parameters "
@@ -182,6 +191,12 @@ SynthSpacing = Annotated[float, Field(ge=0.01, le=100.0)]
 MAX_SYNTH_VOXELS = 64 * 1024**2
 
 
+SynthLabels = Literal["fets", "brats2025"]
+# Fields added to SynthesizeSpec after its cache key was first derived: left out of the key (and the done
+# marker) while they hold their default, so existing sites keep their cached data.
+SYNTH_KEY_OPTIONAL = ("labels", "resection_cavity")
+
+
 class SynthesizeSpec(_Frozen):
     cases: PositiveInt = 3
     seed: int = Field(0, ge=0)
@@ -189,6 +204,28 @@ class SynthesizeSpec(_Frozen):
     spacing: tuple[SynthSpacing, SynthSpacing, SynthSpacing] = (1.0, 1.0, 1.0)
     shift: ShiftSpec = ShiftSpec()
     shifts: tuple[ShiftRefSpec, ...] = ()
+    labels: SynthLabels = Field(
+        "fets",
+        description="label convention of the written segmentations: fets = 1 necrosis, 2 oedema, 4 enhancing; "
+        "brats2025 = 1 NETC, 2 SNFH, 3 ET, 4 RC (resection cavity)",
+    )
+    resection_cavity: float = Field(
+        0.0, ge=0.0, le=1.0, description="share of cases (post-operative) with a resection cavity; brats2025 only"
+    )
+
+    @model_validator(mode="after")
+    def _cavity_needs_a_label(self) -> SynthesizeSpec:
+        if self.resection_cavity > 0 and self.labels != "brats2025":
+            raise ValueError("resection_cavity needs 'labels: brats2025' (label 4 is enhancing tumour in fets)")
+        return self
+
+    def key_fields(self) -> dict[str, object]:
+        """The settings that decide the data (the cache key's and the done marker's content)."""
+        out = self.model_dump(mode="json")
+        for name in SYNTH_KEY_OPTIONAL:
+            if out[name] == type(self).model_fields[name].default:
+                del out[name]
+        return out
 
     @model_validator(mode="after")
     def _fits_in_memory(self) -> SynthesizeSpec:

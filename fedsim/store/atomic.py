@@ -5,23 +5,33 @@ A reader (or a resumed run) sees either the old complete file or the new complet
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 
 
 def write_bytes_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    with open_atomic(path, mode) as fh:
+        fh.write(data)
+
+
+@contextlib.contextmanager
+def open_atomic(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """A binary file that replaces ``path`` when the block ends without an error (and is removed if it raises):
+    for writers that stream their rows instead of holding the whole file in memory."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, mode)  # mkstemp's 0600 would hide the file from a container running as another user
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

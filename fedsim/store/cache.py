@@ -13,3 +13,11 @@ def cache_root() -> Path:
         return Path(env).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "fedsim"
+
+
+PYENV_DIR = "pyenv"  # the cubes' Python environments (fedsim.runtimes.pyenv): code, never data
+
+
+def pyenv_root() -> Path:
+    """Where the local runtime keeps the cubes' virtual environments (one directory per requirements key)."""
+    return cache_root() / PYENV_DIR

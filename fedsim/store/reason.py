@@ -4,7 +4,8 @@ The last line of a log is often not it: typer/click close with a box-drawing rul
 cleanup output after a traceback, and coloured output carries ANSI escape codes. ``reason_from_log`` reads a
 log tail and returns, in order of preference:
 
-1. the last *decisive* line: a Python exception line (the last one of a chained traceback), the text inside a
+1. the last *decisive* line: a Python exception line (the last one of a chained traceback; after typer's rich
+   traceback box, with the lines rich wrapped its message onto, so a path is never cut off), the text inside a
    rich/typer/click ``Error`` box, a click ``Error: ...`` or argparse ``prog: error: ...`` line, a shell or
    coreutils error (``sh: 1: x: not found``, ``cat: x: No such file or directory``, a missing shared library),
    or a fatal signal as the shell reports it (``Killed``, ``Segmentation fault (core dumped)``);
@@ -134,6 +135,29 @@ def _decisive(line: str) -> bool:
     )
 
 
+def _unwrapped(lines: list[str], i: int, boxes: dict[int, tuple[str, str | None]], boxed: set[int]) -> str:
+    """The exception line ``lines[i]`` with the lines rich wrapped it onto: typer's pretty traceback box is
+    followed by the exception, wrapped at the box's width (``No such file or directory:`` / ``'/the/path'``).
+    A next line continues it when its first word would not have fitted on the line before (a line as wide as
+    the box was folded inside a word: joined without a space)."""
+    if i - 1 not in boxes:
+        return lines[i]
+    width = len(lines[i - 1])
+    text, prev = lines[i], lines[i]
+    for j in range(i + 1, len(lines)):
+        line = lines[j]
+        if j in boxed or _is_filler(line) or _decisive(line):
+            break
+        if len(prev) >= width:
+            text += line
+        elif len(prev) + 1 + len(line.split()[0]) > width:
+            text += " " + line
+        else:
+            break
+        prev = line
+    return text
+
+
 def reason_from_lines(lines: list[str], limit: int = DEFAULT_LIMIT) -> str:
     """The most informative line of ``lines`` (already cleaned, see :func:`clean_lines`); "" when there is none."""
     boxes, boxed = _boxes(lines)
@@ -151,6 +175,8 @@ def reason_from_lines(lines: list[str], limit: int = DEFAULT_LIMIT) -> str:
                 continue  # a rich traceback or panel: the exception line after it says more
         elif i in boxed or _is_filler(line):
             continue
+        elif _PY_EXCEPTION.match(line):
+            candidate = (0, i, _unwrapped(lines, i, boxes, boxed))
         elif _decisive(line):
             candidate = (0, i, line)
         elif _LOGGED_ERROR.search(line):

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from fedsim.bundled import BENCHMARK as DEFAULT_BENCHMARK  # package data: there after any `pip install`
+from fedsim.serve.cli import ServeOpt
 
 
 def _csv_list(value: str, what: str) -> list[str]:
@@ -80,13 +81,14 @@ def stress(
             help="the GPUs jobs may use, e.g. 0,1 (NVML indices or UUIDs); default: CUDA_VISIBLE_DEVICES, else all",
         ),
     ] = None,
-    allow_unsandboxed: Annotated[
+    unsandboxed: Annotated[
         bool,
         typer.Option(
             "--allow-unsandboxed",
             help="where neither Docker nor the bubblewrap sandbox can run, run the models as plain host processes",
         ),
     ] = False,
+    serve: ServeOpt = None,
 ) -> None:
     """Generalization stress test: models under controlled acquisition shifts of growing severity.
 
@@ -95,6 +97,7 @@ def stress(
     from rich.console import Console
     from rich.table import Table
 
+    from fedsim.runtimes.policy import ContainmentOptions
     from fedsim.stress.plot import write_curves
     from fedsim.stress.results import write_exports
     from fedsim.stress.run import StressOptions, run_stress
@@ -122,10 +125,21 @@ def stress(
         shape=(dims[0], dims[1], dims[2]),
         seed=seed,
         jobs=jobs,
-        allow_unsandboxed=allow_unsandboxed,
+        containment=ContainmentOptions(unsandboxed),
     )
 
+    from fedsim.serve.cli import keep_serving, serve_during
+    from fedsim.serve.live import LiveBoard
+
+    board = LiveBoard("stress", options.out.name)
+    served = serve_during(serve, options.out.resolve().parent, out.print, {options.out.name: board})
+
     def _event(kind: str, model: str, case_set: Any, result: Any) -> None:
+        label = f"{model} on {case_set.label}"
+        if kind == "finished" and result is not None:
+            board.update(label, str(result.status), f"{result.duration_s:.1f}s")
+        elif kind == "started":
+            board.update(label, "running")
         if kind == "finished" and result is not None:
             wt = result.regions.get("WT")
             note = "" if result.status == "succeeded" else f" [yellow]{result.status}[/]"
@@ -185,6 +199,8 @@ def stress(
     for p in paths:
         out.print(f"wrote {p}", highlight=False)
     out.print(f"stress test done in {results.duration_s:.1f}s", highlight=False)
+    board.end()
+    keep_serving(served, out.print, interrupted=stop.is_set())
     if stop.is_set():
         err.print("stress test interrupted; the sets that did not run score the penalty row")
         raise typer.Exit(130)

@@ -92,7 +92,7 @@ def case_seed(seed: int, case: str) -> int:
 def _write_volume(path: Path, img: Any, data: Any) -> None:
     import nibabel as nib
 
-    out: Any = nib.Nifti1Image(data, img.affine, img.header)  # type: ignore[no-untyped-call]
+    out: Any = nib.Nifti1Image(data, img.affine, img.header)
     raw = out.to_bytes()
     if path.name.endswith(".gz"):  # gzip with mtime 0: the same set has the same bytes on every rebuild
         buf = io.BytesIO()

@@ -23,9 +23,9 @@ from typing import Any
 from fedsim.cube import CubeSpec
 from fedsim.errors import SpecError
 from fedsim.executors.base import Executor
-from fedsim.jobs.factory import ModelLimits, infer_job
+from fedsim.jobs.factory import infer_job, model_limits
 from fedsim.jobs.job import Job, JobResult, JobStatus
-from fedsim.runtimes.select import refuse_unsandboxed
+from fedsim.runtimes.policy import DEFAULT_OPTIONS, ContainmentOptions, ContainmentPolicy, refuse_unsandboxed, resolve
 from fedsim.spec import BenchmarkSpec
 from fedsim.spec.models import ResourceLimits
 from fedsim.stress.data import UNSHIFTED, CaseSet, SourceData, build_sets, resolve_source
@@ -57,7 +57,7 @@ class StressOptions:
     shape: tuple[int, int, int] = (96, 96, 64)
     seed: int = 0
     jobs: int | None = None
-    allow_unsandboxed: bool = False  # where neither docker nor the bubblewrap sandbox can run, run models plainly
+    containment: ContainmentOptions = DEFAULT_OPTIONS  # --allow-unsandboxed: read by fedsim.runtimes.policy
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,8 @@ def eval_settings(bench: BenchmarkSpec | None) -> EvalSettings:
     params = None
     if bench.metrics.metric_set == "lesionwise":
         params = bench.metrics.lesionwise.model_dump(mode="json", exclude_none=True)
+    elif bench.metrics.metric_set == "brats2025":
+        params = bench.metrics.brats2025.model_dump(mode="json")
     return EvalSettings(bench.limits, bench.metrics.metric_set, params, bench.base_image)
 
 
@@ -128,17 +130,10 @@ def make_job(
     runtime: str,
     ev: EvalSettings,
     run_id: str,
-    allow_unsandboxed: bool = False,
+    policy: ContainmentPolicy | None = None,
 ) -> Job:
     """The infer job as the planner builds one for a site (``site`` = ``stress.<model>``), with the
     federation's hardware: one GPU, no CPU quota."""
-    limits = ModelLimits(
-        timeout_per_case_s=ev.limits.timeout_per_case_s,
-        ram_gb=ev.limits.ram_gb,
-        gpu_memory_gb=ev.limits.gpu_memory_gb,
-        output_mb_per_case=ev.limits.output_mb_per_case,
-        max_pids=ev.limits.max_pids,
-    )
     return infer_job(
         site=f"stress.{model.name}",
         name=f"infer.{case_set.label}",
@@ -146,13 +141,13 @@ def make_job(
         cube=model.cube,
         data=case_set.data_dir,
         predictions=out / "predictions" / model.name / case_set.label,
-        limits=limits,
+        limits=model_limits(ev.limits),
         runtime=runtime,
         log_path=out / "logs" / model.name / f"{case_set.label}.log",
         workdir=out / "work" / model.name / case_set.label,
         base_image=ev.base_image,
         run_id=run_id,
-        allow_unsandboxed=allow_unsandboxed,
+        policy=policy,
     )
 
 
@@ -213,8 +208,11 @@ def run_stress(
     stop = stop_event or threading.Event()
     shifts, levels = check_selection(options.shifts, options.levels)
     models = load_models(options.models)
-    # refuse unsandboxed submissions before any data is made (one line, the two fixes); other problems: the job's
-    refuse_unsandboxed(((options.runtime, m.cube) for m in models), allow_unsandboxed=options.allow_unsandboxed)
+    # refuse unsandboxed submissions before any data is made (one line, cause and fix); other problems: the job's
+    policies = {m.name: resolve(options.runtime, m.cube, untrusted=True, options=options.containment) for m in models}
+    note = refuse_unsandboxed((m.cube, policies[m.name]) for m in models)
+    if note is not None:
+        say(f"note: {note}")
     bench = load_benchmark(options.benchmark) if options.benchmark is not None else None
     ev = eval_settings(bench)
     out = options.out.resolve()
@@ -243,7 +241,7 @@ def run_stress(
         with ThreadPoolExecutor(max_workers=max(1, min(lanes, len(work))), thread_name_prefix="stress") as pool:
 
             def one(model: StressModel, case_set: CaseSet) -> SetResult:
-                job = make_job(model, case_set, out, options.runtime, ev, run_id, options.allow_unsandboxed)
+                job = make_job(model, case_set, out, options.runtime, ev, run_id, policies[model.name])
                 if stop.is_set():
                     res = JobResult(
                         job.site,

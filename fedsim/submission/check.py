@@ -25,10 +25,11 @@ from fedsim.errors import RuntimeUnavailable, SpecError
 from fedsim.executors.base import Executor
 from fedsim.jobs.job import JobStatus
 from fedsim.runtimes.images import ImageMissing
-from fedsim.runtimes.select import RuntimePool, docker_available, singularity_binary
-from fedsim.submission import dynamic, forecast, image, outputs, static
+from fedsim.runtimes.policy import resolve
+from fedsim.runtimes.select import RuntimePool, docker_available
+from fedsim.submission import dynamic, forecast, image, localenv, outputs, static
 from fedsim.submission.attempts import attempt_checks
-from fedsim.submission.options import RUNTIMES, CheckOptions
+from fedsim.submission.options import CheckOptions
 from fedsim.submission.report import Check, SubmissionReport, failed, passed, skipped
 from fedsim.submission.toydata import CheckData
 
@@ -77,39 +78,6 @@ def resolve_target(spec: str, *, base: Path | None = None, name: str | None = No
         raise SpecError("no such MLCube folder (nor an image reference)", file=spec, field="submission")
     short = spec.rsplit("/", 1)[-1]
     return Target(name or re.sub(r"[^A-Za-z0-9_.-]", "_", short), spec, image=spec)
-
-
-def job_runtime(requested: str, cube: CubeSpec) -> str:
-    """The job's runtime: ``singularity`` (docker's fidelity mode without the binary) or ``local``."""
-    if requested not in RUNTIMES:
-        raise RuntimeUnavailable(f"unknown runtime {requested!r}; choose one of {', '.join(RUNTIMES)}")
-    if requested == "local":
-        return "local"
-    container_ok = cube.docker is not None and (docker_available() or singularity_binary() is not None)
-    if requested == "auto":
-        return "singularity" if container_ok else "local"
-    if not docker_available() and not (requested == "singularity" and singularity_binary()):
-        raise RuntimeUnavailable(f"--runtime {requested}: no Docker engine answers (use --runtime local)")
-    return "singularity"
-
-
-def local_untrusted_refusal(options: CheckOptions) -> None:
-    """Raise :class:`Unsandboxed` (one line, the two fixes) when the checks would run on the local runtime, the
-    bubblewrap sandbox cannot run here and unsandboxed runs are not allowed — before any check starts."""
-    from fedsim.runtimes.sandbox import probe
-    from fedsim.runtimes.select import UNSANDBOXED_FIX, Unsandboxed
-
-    if options.allow_unsandboxed:
-        return
-    container = docker_available() or singularity_binary() is not None
-    if options.runtime != "local" and (options.runtime != "auto" or container):
-        return
-    found = probe()
-    if not found.ok:
-        where = "" if options.runtime == "local" else "no Docker engine answers and "
-        raise Unsandboxed(
-            f"refusing to run submissions as plain host processes: {where}{found.reason}; {UNSANDBOXED_FIX}"
-        )
 
 
 def _ram_gb(options: CheckOptions, report: SubmissionReport) -> float:
@@ -206,9 +174,11 @@ def check_submission(
             return report
         report.checks += static.dockerfile_checks(cube)
 
-    runtime = job_runtime(options.runtime, cube)
+    policy = resolve(options.runtime, cube, untrusted=True, options=options.containment)
+    if not policy.refused_unsandboxed:
+        policy.check()  # no runtime for the check: fedsim's own error (a refusal to run it plainly is the run's)
     runtimes: RuntimePool = getattr(executor, "runtimes", None) or RuntimePool()
-    if runtime != "local" and docker_available():
+    if policy.runs_image and docker_available():
         phase(target.name, "building")
         key = _key(target.name)
         if not _container_checks(report, cube, target, options, runtimes, key):
@@ -218,7 +188,7 @@ def check_submission(
         if target.image is not None:
             raise RuntimeUnavailable(f"{target.spec} is an image: checking it needs a Docker engine")
         why = "container-only check, not run: " + (
-            "the local runtime runs no image" if runtime == "local" else "no Docker engine answers"
+            "no Docker engine answers" if policy.runs_image else "the local runtime runs no image"
         )
         report.checks += [skipped("image_permissions", why), skipped("image_size", why)]
         key = _key(target.name)
@@ -230,18 +200,22 @@ def check_submission(
     _copy_data(data.data_dir, layout.data)
     data_before = outputs.snapshot(layout.data)
     ram_gb = _ram_gb(options, report)
-    job = dynamic.make_job(cube, key, runtime, layout, options, ram_gb)
+    job = dynamic.make_job(cube, key, options.runtime, layout, options, ram_gb, policy)
+    if not policy.runs_image:
+        localenv.build_environment(job, executor, lambda p: phase(target.name, p))
+        note = localenv.run_made_note(cube)
+        report.notes += [note] if note else []
     phase(target.name, "running")
     result, probed = dynamic.run_check(job, executor, stop_event)
     report.work_dir, report.log = str(root), result.log
-    report.runtime = result.runtime or runtime
-    if report.runtime == "docker" and runtime == "singularity":
-        report.runtime = "docker (singularity fidelity)"
+    report.runtime = result.runtime or policy.runtime or options.runtime
+    if result.runtime == policy.runtime and policy.singularity_fidelity:
+        report.runtime = f"{policy.runtime} (singularity fidelity)"
     report.containment = result.containment or ""
     if result.containment == "none":
         report.notes.append(
             "the submission ran UNSANDBOXED, as a plain host process with your user's rights (network, files): "
-            f"the local runtime's sandbox cannot run here ({_sandbox_reason()}); install bubblewrap to contain it"
+            f"the local runtime's sandbox cannot run here ({_sandbox_reason()})"
         )
     if result.exit_code is not None or result.status is not JobStatus.FAILED:
         report.duration_s = result.duration_s
@@ -255,7 +229,7 @@ def check_submission(
         report.case_seconds = dynamic.case_seconds(layout.predictions, data.cases, time.time() - result.duration_s)
         files_check, present = outputs.check_files(layout.predictions, data.cases)
         report.checks.append(files_check)
-        report.checks += outputs.check_volumes(layout.predictions, layout.data, present)
+        report.checks += outputs.check_volumes(layout.predictions, layout.data, present, options.labels)
     else:
         report.checks += [skipped(n, "the run failed") for n in ("output_files", "output_geometry", "output_labels")]
     report.checks.append(
@@ -300,7 +274,8 @@ def _forecast(report: SubmissionReport, options: CheckOptions, data: CheckData, 
 def _sandbox_reason() -> str:
     from fedsim.runtimes.sandbox import probe
 
-    return probe().reason or "unknown"
+    found = probe()
+    return f"{found.reason or 'unknown'}; fix: {found.fix}" if found.fix else found.reason or "unknown"
 
 
 def _key(name: str) -> str:

@@ -8,6 +8,7 @@ the cube or score cases as missing), 2 fedsim itself could not run the check.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ import typer
 
 from fedsim.report.console import stop_on_interrupt
 from fedsim.report.jsonout import emit_json, json_on_stdout, to_stdout
+from fedsim.serve.cli import ServeOpt
 from fedsim.submission.options import (
     MAX_IMAGE_GB,
     OFFICIAL_GPU_MEMORY_GB,
@@ -55,6 +57,22 @@ GpusOpt = Annotated[
     ),
 ]
 
+OfflineOpt = Annotated[
+    bool,
+    typer.Option(
+        "--offline",
+        help="build a cube's Python environment (local runtime) from caches only: no package index is asked",
+    ),
+]
+
+
+def use_offline(offline: bool) -> None:
+    """``--offline``: this process's environment builds use caches only (``FEDSIM_OFFLINE``, seen by pyenv)."""
+    if offline:
+        from fedsim.runtimes.pyenv import OFFLINE_ENV
+
+        os.environ[OFFLINE_ENV] = "1"
+
 
 def _select_gpus(gpus: str | None) -> None:
     from fedsim.guard.nvml import select_gpus
@@ -88,6 +106,22 @@ def _site_budgets(benchmark: Path | None, out: Any) -> tuple[Any, ...]:
     return tuple(load_site_budgets(benchmark))
 
 
+def _labels(benchmark: Path | None) -> tuple[int, ...]:
+    """The label values a prediction may hold: ``--benchmark``'s ``data.labels``, else FeTS's."""
+    from fedsim.spec import load_benchmark
+
+    return tuple(load_benchmark(benchmark).data.labels) if benchmark is not None else (0, 1, 2, 4)
+
+
+def _max_pids(benchmark: Path | None) -> int:
+    """Processes and threads the submission may have at once: ``--benchmark``'s ``limits.max_pids``, else the
+    official default (no option sets it)."""
+    from fedsim.spec import load_benchmark
+    from fedsim.spec.models import DEFAULT_MAX_PIDS
+
+    return load_benchmark(benchmark).limits.max_pids if benchmark is not None else DEFAULT_MAX_PIDS
+
+
 def _consoles() -> tuple[Any, Any]:
     from rich.console import Console
 
@@ -115,9 +149,9 @@ def _as_exit_2(err: Any) -> Any:
 
 def refuse_unsandboxed(options: Any) -> None:
     """dry-run: refuse before anything runs when submissions would run as plain host processes."""
-    from fedsim.submission.check import local_untrusted_refusal
+    from fedsim.runtimes.policy import refuse_unsandboxed_checks
 
-    local_untrusted_refusal(options)
+    refuse_unsandboxed_checks(options.runtime, options.containment)
 
 
 def register(app: typer.Typer) -> None:
@@ -145,11 +179,13 @@ def register(app: typer.Typer) -> None:
         keep: Annotated[bool, typer.Option("--keep", help="keep the work directory of a passing check")] = False,
         gpus: GpusOpt = None,
         benchmark: BenchmarkOpt = None,
+        offline: OfflineOpt = False,
     ) -> None:
         """Will the federation accept this submission? Static checks, a run on toy cases, output validation,
         and each site's time and memory headroom. Exit 0: PASS or PASS with warnings; 1: FAIL; 2: fedsim could
         not run the check."""
         from fedsim.executors.local import LocalExecutor
+        from fedsim.runtimes.policy import ContainmentOptions
         from fedsim.store import write_json_atomic
         from fedsim.submission.check import check_submission, resolve_target
         from fedsim.submission.options import CheckOptions
@@ -167,12 +203,16 @@ def register(app: typer.Typer) -> None:
             base_image=base_image,
             work_dir=work_dir,
             keep=keep,
-            allow_unsandboxed=True,  # one's own cube: without docker or bubblewrap it runs plainly, and says so
+            # one's own cube: without docker or bubblewrap it runs plainly, and says so
+            containment=ContainmentOptions(True, as_sites=True),
         )
+        use_offline(offline)
         with _as_exit_2(err):
             _select_gpus(gpus)
             target = resolve_target(submission)
-            options = replace(options, sites=_site_budgets(benchmark, out))
+            options = replace(
+                options, sites=_site_budgets(benchmark, out), labels=_labels(benchmark), max_pids=_max_pids(benchmark)
+            )
             if data is not None:
                 check_data = user_data(data, labels, (work_dir or Path.cwd()).resolve() / ".fedsim-check-data")
             else:
@@ -227,7 +267,7 @@ def register(app: typer.Typer) -> None:
                 "--json", metavar="FILE", help="also write every report as JSON ('-': on stdout, the rest on stderr)"
             ),
         ] = None,
-        allow_unsandboxed: Annotated[
+        unsandboxed: Annotated[
             bool,
             typer.Option(
                 "--allow-unsandboxed",
@@ -236,8 +276,10 @@ def register(app: typer.Typer) -> None:
             ),
         ] = False,
         benchmark: BenchmarkOpt = None,
+        serve: ServeOpt = None,
     ) -> None:
         """Check every submission concurrently (as GPUs, RAM and CPUs allow); a table plus CSV/JSON exports."""
+        from fedsim.runtimes.policy import ContainmentOptions
         from fedsim.submission.dryrun import DryRunProgress, dry_run, load_submissions, write_exports
         from fedsim.submission.options import CheckOptions
         from fedsim.submission.render import dry_run_table, forecast_table
@@ -253,22 +295,34 @@ def register(app: typer.Typer) -> None:
             max_image_gb=max_image_gb,
             base_image=base_image,
             work_dir=(work_dir or out_dir / "work").resolve(),
-            allow_unsandboxed=allow_unsandboxed,
+            containment=ContainmentOptions(unsandboxed, as_sites=True),
         )
         with _as_exit_2(err):
             _select_gpus(gpus)
             targets = load_submissions(submissions)
             refuse_unsandboxed(options)
-            options = replace(options, sites=_site_budgets(benchmark, out))
+            options = replace(
+                options, sites=_site_budgets(benchmark, out), labels=_labels(benchmark), max_pids=_max_pids(benchmark)
+            )
             check_data = toy_data(cases) if data is None else user_data(data, labels, out_dir.resolve() / "data")
             out.print(
                 f"dry run of {len(targets)} submissions on {check_data.description} "
                 f"(limits: {timeout_per_case_s:g} s/case, {ram_gb:g} GB RAM, {gpu_memory_gb:g} GB GPU)",
                 highlight=False,
             )
+            from fedsim.serve.cli import keep_serving, serve_during
+            from fedsim.serve.live import LiveBoard
+
+            board = LiveBoard("dry-run", out_dir.name, [t.name for t in targets], result=out_dir.name)
+            served = serve_during(serve, out_dir.resolve().parent, out.print, {out_dir.name: board})
             with stop_on_interrupt(err, "checks") as stop, DryRunProgress(out, [t.name for t in targets]) as progress:
+
+                def phase(name: str, what: str) -> None:
+                    progress(name, what)
+                    board.update(name, what)
+
                 reports = dry_run(
-                    targets, options, check_data, on_phase=progress, stop_event=stop, max_parallel=jobs or max_parallel
+                    targets, options, check_data, on_phase=phase, stop_event=stop, max_parallel=jobs or max_parallel
                 )
             out.print(dry_run_table(reports))
             # the forecast of the submissions the federation would accept (the JSON has every one's)
@@ -278,6 +332,7 @@ def register(app: typer.Typer) -> None:
                 out.print(f"forecast: {forecasts[0].forecast.method}", highlight=False, soft_wrap=True)
             for path in write_exports(reports, out_dir):
                 out.print(f"wrote {path}", highlight=False)
+            board.end()
             if json_out is not None:
                 document = json.loads((out_dir / "dry_run.json").read_text(encoding="utf-8"))
                 if to_stdout(json_out):
@@ -287,5 +342,6 @@ def register(app: typer.Typer) -> None:
 
                     write_json_atomic(json_out, document)
                     out.print(f"wrote {json_out}", highlight=False)
+        keep_serving(served, out.print, interrupted=stop.is_set())
         if stop.is_set():
             raise typer.Exit(130)

@@ -10,15 +10,18 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psutil
 
 from fedsim.cube import CubeSpec
+from fedsim.errors import RuntimeUnavailable
 from fedsim.executors.base import Executor
-from fedsim.jobs.factory import ModelLimits, infer_job
+from fedsim.jobs.factory import infer_job, model_limits
 from fedsim.jobs.job import Job, JobResult, JobStatus
+from fedsim.runtimes import engine
+from fedsim.runtimes.policy import ContainmentPolicy, resolve
 from fedsim.submission.options import CheckOptions
 from fedsim.submission.report import Check, failed, passed
 
@@ -50,15 +53,18 @@ class RunLayout:
         return self.root / "logs" / "infer" / "job" / "infer.log"
 
 
-def make_job(cube: CubeSpec, key: str, runtime: str, layout: RunLayout, options: CheckOptions, ram_gb: float) -> Job:
+def make_job(
+    cube: CubeSpec,
+    key: str,
+    runtime: str,
+    layout: RunLayout,
+    options: CheckOptions,
+    ram_gb: float,
+    policy: ContainmentPolicy | None = None,
+) -> Job:
     """The infer job exactly as the planner builds one for a site (``site`` = the check's unique key), with
-    the federation's hardware: one GPU, no CPU quota."""
-    limits = ModelLimits(
-        timeout_per_case_s=options.timeout_per_case_s,
-        ram_gb=ram_gb,
-        gpu_memory_gb=options.gpu_memory_gb,
-        output_mb_per_case=options.output_mb_per_case,
-    )
+    the federation's hardware: one GPU, no CPU quota. ``policy``: as the check resolved it (default: resolved
+    here from ``runtime`` and the options)."""
     return infer_job(
         site=key,
         name="infer",
@@ -66,13 +72,13 @@ def make_job(cube: CubeSpec, key: str, runtime: str, layout: RunLayout, options:
         cube=cube,
         data=layout.data,
         predictions=layout.predictions,
-        limits=limits,
+        limits=model_limits(replace(options, ram_gb=ram_gb)),  # the RAM limit as lowered for this machine
         runtime=runtime,
         log_path=layout.log,
         workdir=layout.cwd,
         base_image=options.base_image,
         run_id=key,
-        allow_unsandboxed=options.allow_unsandboxed,
+        policy=policy or resolve(runtime, cube, untrusted=True, options=options.containment),
         validate_outputs=False,  # the check's own output checks read every prediction once, in detail
     )
 
@@ -98,10 +104,8 @@ class DockerRamProbe:
 
     def _run(self) -> None:
         try:
-            import docker
-
-            client = docker.from_env(timeout=10)
-        except Exception:  # no engine: nothing to probe
+            client = engine.docker_client(engine.CONTAINERS_TIMEOUT_S)
+        except RuntimeUnavailable:  # no engine: nothing to probe
             return
         root: psutil.Process | None = None
         with contextlib.closing(client):
@@ -134,7 +138,7 @@ _FIX = {
 
 def run_check(job: Job, executor: Executor, stop_event: threading.Event | None = None) -> tuple[JobResult, int | None]:
     """Run the job; returns its record and, on docker, the probed peak RSS."""
-    if job.runtime == "local":
+    if not job.containment().runs_image:  # no container to find
         return executor.run(job, stop_event), None
     with DockerRamProbe(job.site) as probe:
         result = executor.run(job, stop_event)

@@ -3,7 +3,7 @@
 No challenge tool has one. From the check's own run (a few small cases) it predicts, for every site of a
 benchmark, the wall time of ``infer`` over the site's cases against the deadline fedsim and the federation
 impose (``cases × timeout_per_case_s``), and the measured peaks against the site's limits
-(``min(benchmark limit, site hardware)``, as :func:`fedsim.pipeline.plan.model_limits`), each with its
+(``min(benchmark limit, site hardware)``, as :func:`fedsim.jobs.factory.model_limits`), each with its
 headroom in %; below :data:`HEADROOM_PCT` it warns.
 
 What the numbers rest on (the output says so too):
@@ -285,12 +285,12 @@ def input_grid(data_dir: Path, cases: tuple[str, ...]) -> tuple[float | None, st
 
 def site_budgets(bench: BenchmarkSpec, sites: list[SiteSpec]) -> list[SiteBudget]:
     """Each site's cases and limits: ``data.synthesize.cases`` or the case folders in ``data.path``; limits as
-    :func:`fedsim.pipeline.plan.model_limits` narrows the benchmark's to the site's hardware."""
-    from fedsim.pipeline.plan import model_limits
+    :func:`fedsim.jobs.factory.model_limits` narrows the benchmark's to the site's hardware."""
+    from fedsim.jobs.factory import model_limits
 
     out: list[SiteBudget] = []
     for site in sites:
-        limits = model_limits(bench, site)
+        limits = model_limits(bench.limits, site.hardware)
         out.append(
             SiteBudget(
                 site=site.name,

@@ -3,7 +3,8 @@
 Singularity runs the container as the user who starts it, never as root (docs/fets-contract.md): a checkpoint or script
 readable only by root raises PermissionError at the hospital although ``docker run`` (as root) works. We list
 such files by running GNU ``find -readable`` in a throwaway container as that user; for images without a
-usable ``find`` the exported filesystem is walked instead.
+usable ``find`` the exported filesystem is walked instead. Symlinks are judged by what they name (at its own
+path), so a link into a system directory is ignored wherever it is reached from.
 
 The ``find`` that runs is the submission's own (its image decides what ``find`` is), so the scan container
 gets the hardening of ``infer`` — no network, no capabilities, no new privileges, a non-root user, a memory and
@@ -29,8 +30,11 @@ GB = 1000**3
 SYSTEM_PREFIXES = ("/etc/", "/var/", "/root", "/proc/", "/sys/", "/dev/", "/run/", "/tmp/", "/boot/", "/lost+found")
 _FIND = [
     "/", "-xdev", "(", "-path", "/proc", "-o", "-path", "/sys", "-o", "-path", "/dev", ")", "-prune", "-o",
-    "(", "!", "-readable", "-o", "-type", "d", "!", "-executable", ")", "-print",
+    "!", "-type", "l", "(", "!", "-readable", "-o", "-type", "d", "!", "-executable", ")", "-print",
 ]  # fmt: skip
+# A symlink is never listed itself: what it names is, at its own path, which the walk reaches too — so a link
+# into a system path (Debian's /usr/lib/ssl/private -> /etc/ssl/private, root-only) is a system path, and a
+# dangling link is no permission problem. (`-readable` on a link tests its target: it listed such links.)
 _SHOWN = 5
 SCAN_TIMEOUT_S = 60.0  # a find over a multi-GB image takes seconds; a hostile "find" gets no longer
 SCAN_RAM_BYTES = 512 * 1024**2

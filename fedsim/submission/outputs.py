@@ -17,6 +17,7 @@ from fedsim.submission.report import Check, failed, passed, skipped, warning
 __all__ = ["LABELS", "PRED_SUFFIX", "check_containment", "check_files", "check_volumes", "snapshot"]
 
 _SHOWN = 4
+_MEANING = {LABELS: ": 1 necrosis, 2 oedema, 4 enhancing tumour", (0, 1, 2, 3, 4): ": 1 NETC, 2 SNFH, 3 ET, 4 RC"}
 
 
 def _short(items: list[str]) -> str:
@@ -62,18 +63,22 @@ def check_files(output_dir: Path, cases: tuple[str, ...]) -> tuple[Check, list[s
     return passed("output_files", f"one <case>.nii.gz per case ({len(scan.present)})"), scan.present
 
 
-def check_volumes(output_dir: Path, data_dir: Path, cases: list[str]) -> list[Check]:
-    """The ``output_geometry`` and ``output_labels`` checks over the predictions that exist."""
+def check_volumes(
+    output_dir: Path, data_dir: Path, cases: list[str], labels: tuple[int, ...] = LABELS
+) -> list[Check]:
+    """The ``output_geometry`` and ``output_labels`` checks over the predictions that exist (``labels``: the
+    benchmark's label values)."""
     if not cases:
         why = "no prediction with the expected name to inspect"
         return [skipped("output_geometry", why), skipped("output_labels", why)]
+    shown = "{" + ", ".join(str(v) for v in sorted(labels)) + "}"
     geometry: list[str] = []
-    labels: list[str] = []
+    bad_labels: list[str] = []
     float_storage: list[str] = []
     for case in cases:
-        for f in check_case(output_dir, data_dir, case):
+        for f in check_case(output_dir, data_dir, case, labels):
             line = f"{f.name}: {f.text}"
-            (float_storage if f.warning else geometry if f.check == "output_geometry" else labels).append(line)
+            (float_storage if f.warning else geometry if f.check == "output_geometry" else bad_labels).append(line)
     checks: list[Check] = []
     if geometry:
         checks.append(
@@ -86,13 +91,14 @@ def check_volumes(output_dir: Path, data_dir: Path, cases: list[str]) -> list[Ch
         )
     else:
         checks.append(passed("output_geometry", "readable NIfTI with the input's shape and affine"))
-    if labels:
+    if bad_labels:
         checks.append(
             failed(
                 "output_labels",
-                _short(labels),
-                "write integer labels (uint8) in {0, 1, 2, 4}: 1 necrosis, 2 oedema, 4 enhancing tumour",
-                labels,
+                _short(bad_labels),
+                f"write integer labels (uint8) in {shown}"
+                + _MEANING.get(tuple(labels), ""),
+                bad_labels,
             )
         )
     elif float_storage:
@@ -105,7 +111,7 @@ def check_volumes(output_dir: Path, data_dir: Path, cases: list[str]) -> list[Ch
             )
         )
     else:
-        checks.append(passed("output_labels", "integer labels within {0, 1, 2, 4}"))
+        checks.append(passed("output_labels", f"integer labels within {shown}"))
     return checks
 
 

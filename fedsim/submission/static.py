@@ -10,13 +10,13 @@ from __future__ import annotations
 import ast
 import json
 import re
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fedsim.cube import CubeSpec, load_cube
+from fedsim.cube import dockerfile as reader
 from fedsim.errors import SpecError
-from fedsim.runtimes.entrypoint import dockerfile_instructions
+from fedsim.runtimes.dockerargs import parse_build_args
 from fedsim.submission.report import Check, failed, passed, skipped
 
 MODEL_PARAMETERS = ("data_path", "output_path")
@@ -76,37 +76,18 @@ def load_mlcube(path: Path) -> tuple[CubeSpec | None, Check]:
 # ---------------------------------------------------------------- Dockerfile
 
 
-def _command(value: str) -> tuple[list[str], bool]:
-    """An ENTRYPOINT/CMD value: (argv, shell form?)."""
-    if value.startswith("["):
-        try:
-            argv = json.loads(value)
-            if isinstance(argv, list) and all(isinstance(a, str) for a in argv):
-                return argv, False
-        except ValueError:
-            pass
+def parse_dockerfile(text: str, build_args: dict[str, str] | None = None) -> ImageCommand:
+    """ENTRYPOINT, CMD and WORKDIR of the final stage, read by the one Dockerfile reader (stage inheritance,
+    ARG/ENV substitution); a Dockerfile without FROM has none of them."""
     try:
-        return shlex.split(value), True
-    except ValueError:
-        return value.split(), True
-
-
-def parse_dockerfile(text: str) -> ImageCommand:
-    """ENTRYPOINT, CMD and WORKDIR of the final stage (a later FROM resets them, as docker does)."""
-    result = ImageCommand()
-    for _line, keyword, value in dockerfile_instructions(text):
-        if keyword == "FROM":
-            result = ImageCommand()
-        elif keyword == "ENTRYPOINT":
-            result.entrypoint, result.entrypoint_shell = _command(value)
-            result.cmd, result.cmd_shell = None, False  # docker: ENTRYPOINT resets an inherited CMD
-        elif keyword == "CMD":
-            result.cmd, result.cmd_shell = _command(value)
-        elif keyword == "WORKDIR":
-            target = value.strip("\"'")
-            if result.workdir and not target.startswith("/"):
-                target = f"{result.workdir.rstrip('/')}/{target}"
-            result.workdir = target
+        stage = reader.parse_dockerfile(text, build_args)
+    except reader.DockerfileError:
+        return ImageCommand()
+    result = ImageCommand(workdir=stage.workdir_set)
+    if stage.entrypoint is not None:
+        result.entrypoint, result.entrypoint_shell = stage.entrypoint.argv(), stage.entrypoint.shell
+    if stage.cmd is not None:
+        result.cmd, result.cmd_shell = stage.cmd.argv(), stage.cmd.shell
     return result
 
 
@@ -236,6 +217,14 @@ def check_workdir(cmd: ImageCommand, context: Path | None) -> Check:
     return passed("workdir", f"WORKDIR {cmd.workdir} set, but nothing found that relies on it")
 
 
+def _build_args(cube: CubeSpec) -> dict[str, str]:
+    assert cube.docker is not None
+    try:
+        return parse_build_args(cube.docker.build_args, file=str(cube.root / "mlcube.yaml")).buildargs
+    except SpecError:
+        return {}
+
+
 def dockerfile_checks(cube: CubeSpec) -> list[Check]:
     """The entrypoint and workdir checks from the cube's Dockerfile (skipped when there is none)."""
     assert cube.docker is not None
@@ -245,7 +234,7 @@ def dockerfile_checks(cube: CubeSpec) -> list[Check]:
         why = f"no {cube.docker.build_file} in {context}: checked on the image instead, when docker runs"
         return [skipped("entrypoint", why), skipped("workdir", why)]
     try:
-        cmd = parse_dockerfile(dockerfile.read_text(encoding="utf-8", errors="replace"))
+        cmd = parse_dockerfile(dockerfile.read_text(encoding="utf-8", errors="replace"), _build_args(cube))
     except OSError as exc:
         why = f"cannot read {dockerfile}: {exc.strerror}"
         return [skipped("entrypoint", why), skipped("workdir", why)]

@@ -8,10 +8,17 @@ about a second.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 from scipy import ndimage
 
 from .shift import SiteShift, apply_shift
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    F32 = NDArray[np.float32]
 
 __all__ = ["FULL_SHAPE", "MODALITIES", "synthesize_case"]
 
@@ -31,14 +38,14 @@ _UNITS = {"t1": 600.0, "t1ce": 800.0, "t2": 1100.0, "flair": 500.0}
 _PHANTOM_NOISE = 0.015  # intrinsic noise of the phantom (a real scan is never noise-free)
 
 
-def _ramp(x: np.ndarray, edge: float, width: float) -> np.ndarray:
+def _ramp(x: F32, edge: float, width: float) -> F32:
     """Soft membership: 1 well below ``edge``, 0 well above, linear over ``width`` (partial volume)."""
     out = (np.float32(edge + width / 2) - x) / np.float32(width)
     np.clip(out, 0, 1, out=out)
     return out
 
 
-def _interp_matrix(n_out: int, n_in: int) -> np.ndarray:
+def _interp_matrix(n_out: int, n_in: int) -> F32:
     """Dense linear-interpolation weights mapping ``n_in`` coarse samples onto ``n_out`` (ends aligned)."""
     pos = np.linspace(0.0, n_in - 1.0, n_out)
     lo = np.minimum(np.floor(pos).astype(int), n_in - 2)
@@ -49,7 +56,7 @@ def _interp_matrix(n_out: int, n_in: int) -> np.ndarray:
     return w
 
 
-def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], cell: float) -> np.ndarray:
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], cell: float) -> F32:
     """Zero-mean, unit-std smooth noise with correlation length ~``cell`` voxels.
 
     Drawn on a coarse grid and upsampled trilinearly as three small matrix products (separable), which is
@@ -68,7 +75,7 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], cell: float)
     return np.ascontiguousarray(field, dtype=np.float32)
 
 
-def _grid(shape: tuple[int, int, int], centre: np.ndarray, radii: np.ndarray) -> list[np.ndarray]:
+def _grid(shape: tuple[int, ...], centre: NDArray[np.float64], radii: NDArray[np.float64]) -> list[F32]:
     """Broadcastable normalised coordinates (x - c) / r per axis."""
     return [
         ((np.arange(n, dtype=np.float32) - np.float32(c)) / np.float32(r)).reshape(
@@ -78,13 +85,14 @@ def _grid(shape: tuple[int, int, int], centre: np.ndarray, radii: np.ndarray) ->
     ]
 
 
-def _ellipsoid_distance(shape: tuple[int, int, int], centre: np.ndarray, radii: np.ndarray) -> np.ndarray:
+def _ellipsoid_distance(shape: tuple[int, ...], centre: NDArray[np.float64], radii: NDArray[np.float64]) -> F32:
     """Normalised ellipsoidal radius (1 on the surface), float32."""
     x, y, z = _grid(shape, centre, radii)
-    return np.sqrt(x * x + y * y + z * z)
+    dist: F32 = np.sqrt(x * x + y * y + z * z)
+    return dist
 
 
-def _anatomy(rng: np.random.Generator, shape: tuple[int, int, int]) -> tuple[np.ndarray, ...]:
+def _anatomy(rng: np.random.Generator, shape: tuple[int, int, int]) -> tuple[NDArray[np.bool_], F32, F32]:
     """Brain mask plus soft GM and CSF fractions (WM is the rest)."""
     scale = np.array(shape, dtype=np.float64) / np.array(FULL_SHAPE)
     size = np.array(shape, dtype=np.float64)
@@ -123,8 +131,8 @@ def _anatomy(rng: np.random.Generator, shape: tuple[int, int, int]) -> tuple[np.
 
 
 def _tumour(
-    rng: np.random.Generator, shape: tuple[int, int, int], brain: np.ndarray
-) -> tuple[tuple[slice, ...], np.ndarray, np.ndarray, np.ndarray]:
+    rng: np.random.Generator, shape: tuple[int, int, int], brain: NDArray[np.bool_]
+) -> tuple[tuple[slice, ...], F32, F32, F32]:
     """One glioma inside the brain: soft oedema, enhancing and necrosis fractions on a bounding box."""
     scale = np.array(shape, dtype=np.float64) / np.array(FULL_SHAPE)
     radius = rng.uniform(10.0, 30.0)
@@ -144,10 +152,11 @@ def _tumour(
     cell = max(2.0, float(radii.mean()) * 0.5)
     # Oedema spreads irregularly (finger-like along white matter): a strong but bounded boundary
     # perturbation, so the tumour never reaches the edge of its box.
-    wobble = np.tanh(_smooth_noise(rng, sub, cell) * np.float32(0.6))
+    wobble: F32 = np.tanh(_smooth_noise(rng, sub, cell) * np.float32(0.6))
     edema = _ramp(d - np.float32(0.3) * wobble, 1.0, 0.12)
     core_r = rng.uniform(0.4, 0.6)
-    core_d = d - np.float32(0.08) * np.tanh(_smooth_noise(rng, sub, cell))
+    bumps: F32 = np.tanh(_smooth_noise(rng, sub, cell))
+    core_d = d - np.float32(0.08) * bumps
     core = _ramp(core_d, core_r, 0.08)
     necrosis = _ramp(core_d, core_r * rng.uniform(0.45, 0.7), 0.08)
     enhancing = core - necrosis  # the enhancing rim is the core minus its necrotic centre
@@ -156,19 +165,54 @@ def _tumour(
     return box, edema * inside_brain, enhancing * inside_brain, necrosis * inside_brain
 
 
+def _cavity(
+    seed: int, chance: float, core: F32, support: F32
+) -> F32 | None:
+    """A post-operative resection cavity (soft fraction on the tumour's box) for a ``chance`` share of cases.
+
+    Drawn from its own stream (``[seed, 2025]``), so a case without one is exactly the case synthesised
+    without the option. The cavity is an ellipsoid of about the core's size, set off-centre in the core: the
+    resected part of the tumour, with residual core and oedema around it.
+    """
+    if chance <= 0:
+        return None
+    rng = np.random.default_rng([int(seed), 2025])
+    if rng.random() >= chance:
+        return None
+    weight = core if core.sum() >= 1 else support
+    if weight.sum() < 1:
+        return None
+    idx = np.indices(weight.shape, dtype=np.float32).reshape(3, -1)
+    w = weight.reshape(-1)
+    centre = (idx @ w) / np.float32(w.sum())
+    radius = max(1.5, float((3 * float(weight.sum()) / (4 * np.pi)) ** (1 / 3)))
+    radii = radius * rng.uniform(0.7, 1.0, 3)
+    centre = centre + rng.uniform(-0.5, 0.5, 3) * radius
+    box = (int(weight.shape[0]), int(weight.shape[1]), int(weight.shape[2]))
+    return _ramp(_ellipsoid_distance(box, centre, radii), 1.0, 0.15) * support
+
+
 def synthesize_case(
     seed: int,
-    shape: tuple[int, int, int] = FULL_SHAPE,
+    shape: tuple[int, ...] = FULL_SHAPE,
     shift: SiteShift = SiteShift(),  # noqa: B008  (frozen dataclass: a safe default)
-) -> dict[str, np.ndarray]:
-    """One case: ``{"t1","t1ce","t2","flair"}`` as int16 and ``"seg"`` as uint8 with labels {0,1,2,4}.
+    labels: str = "fets",
+    resection_cavity: float = 0.0,
+) -> dict[str, NDArray[np.integer[Any]]]:
+    """One case: ``{"t1","t1ce","t2","flair"}`` as int16 and ``"seg"`` as uint8.
 
+    ``labels="fets"``: {0, 1 necrosis, 2 oedema, 4 enhancing}; ``"brats2025"``: {0, 1 NETC, 2 SNFH, 3 ET,
+    4 RC}, where a ``resection_cavity`` share of the cases gets a CSF-like cavity (label 4) in the tumour.
     Anatomy and tumour depend only on ``(seed, shape)``; the shift's randomness (bias field, noise) comes
     from an independent stream, so the same seed at two sites gives the same patient seen by two scanners.
     """
-    shape = tuple(int(n) for n in shape)  # type: ignore[assignment]
+    shape = tuple(int(n) for n in shape)
     if len(shape) != 3 or min(shape) < 8:
         raise ValueError(f"shape must be 3-D with every side >= 8, got {shape}")
+    if labels not in ("fets", "brats2025"):
+        raise ValueError(f"labels must be 'fets' or 'brats2025', got {labels!r}")
+    if resection_cavity > 0 and labels != "brats2025":
+        raise ValueError("a resection cavity has a label only in the brats2025 convention")
     anatomy_seq, noise_seq = np.random.SeedSequence(int(seed)).spawn(2)
     rng = np.random.default_rng(anatomy_seq)
     noise_rng = np.random.default_rng(noise_seq)
@@ -176,9 +220,10 @@ def synthesize_case(
     brain, gm, csf = _anatomy(rng, shape)
     box, edema, enhancing, necrosis = _tumour(rng, shape, brain)
     texture = _smooth_noise(rng, shape, max(2.0, 5.0 * float(np.mean(shape) / np.mean(FULL_SHAPE))))
+    cavity = _cavity(seed, resection_cavity, enhancing + necrosis, brain[box].astype(np.float32))
 
     tumour = edema  # fraction of the voxel occupied by any tumour tissue
-    images: dict[str, np.ndarray] = {}
+    images: dict[str, F32] = {}
     for name in MODALITIES:
         wm_i, gm_i, csf_i, ed_i, et_i, nec_i = _TISSUE[name]
         img = np.float32(wm_i) + np.float32(gm_i - wm_i) * gm
@@ -188,6 +233,9 @@ def synthesize_case(
         ed_only = np.clip(tumour - enhancing - necrosis, 0, 1)
         region *= np.float32(1.0) - tumour
         region += ed_only * np.float32(ed_i) + enhancing * np.float32(et_i) + necrosis * np.float32(nec_i)
+        if cavity is not None:  # fluid: CSF-like in every modality
+            region *= np.float32(1.0) - cavity
+            region += cavity * np.float32(csf_i)
         img *= np.float32(1.0) + np.float32(0.03) * texture
         img += np.float32(_PHANTOM_NOISE) * noise_rng.standard_normal(shape, dtype=np.float32)
         img *= np.float32(_UNITS[name])
@@ -196,7 +244,7 @@ def synthesize_case(
 
     images = apply_shift(images, brain, shift, noise_rng)
 
-    out: dict[str, np.ndarray] = {}
+    out: dict[str, NDArray[np.integer[Any]]] = {}
     for name in MODALITIES:
         img = images[name]
         np.clip(img, 1, 32767, out=img)  # keep brain voxels non-zero: background is exactly the outside
@@ -208,6 +256,10 @@ def synthesize_case(
     sub[edema >= 0.5] = 2
     sub[(enhancing + necrosis >= 0.5) & (enhancing >= necrosis)] = 4
     sub[(enhancing + necrosis >= 0.5) & (necrosis > enhancing)] = 1
+    if labels == "brats2025":
+        sub[sub == 4] = 3  # ET
+        if cavity is not None:
+            sub[cavity >= 0.5] = 4  # RC
     seg[~brain] = 0
     out["seg"] = seg
     return out

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 __all__ = ["SiteShift", "apply_shift", "bias_field"]
 
@@ -56,7 +60,7 @@ class SiteShift:
         return self == SiteShift()
 
 
-def bias_field(rng: np.random.Generator, shape: tuple[int, int, int], n_terms: int = 4) -> np.ndarray:
+def bias_field(rng: np.random.Generator, shape: tuple[int, ...], n_terms: int = 4) -> NDArray[np.float32]:
     """A smooth field in [-1, 1]: a few random low-frequency cosines, cheap by broadcasting.
 
     Scanner bias fields vary over tens of centimetres, so one or two periods across the volume is realistic;
@@ -83,11 +87,11 @@ def bias_field(rng: np.random.Generator, shape: tuple[int, int, int], n_terms: i
 
 
 def apply_shift(
-    images: dict[str, np.ndarray],
-    brain: np.ndarray,
+    images: dict[str, NDArray[np.float32]],
+    brain: NDArray[np.bool_],
     shift: SiteShift,
     rng: np.random.Generator,
-) -> dict[str, np.ndarray]:
+) -> dict[str, NDArray[np.float32]]:
     """Distort float32 phantom images in place as ``shift`` says; background stays 0.
 
     Order follows the physics loosely: tissue contrast (gamma) first, then the receive-coil bias field, then

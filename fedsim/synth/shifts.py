@@ -54,11 +54,17 @@ import math
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 from scipy import ndimage
 
 from .shift import bias_field
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+_Scalar = TypeVar("_Scalar", bound=np.generic)  # a case's dtypes are kept: shifted volumes come back as they came
 
 __all__ = [
     "MODALITIES",
@@ -72,8 +78,9 @@ __all__ = [
 ]
 
 MODALITIES: tuple[str, ...] = ("t1", "t1ce", "t2", "flair")
-Images = dict[str, np.ndarray]
-_Transform = Callable[[Images, np.ndarray, float, np.random.Generator], Images]
+# float32 working copies of the modalities (the names are real aliases; NDArray is only named as a string)
+Images = dict[str, "NDArray[np.float32]"]
+_Transform = Callable[[Images, "NDArray[np.bool_]", float, np.random.Generator], Images]
 
 
 @dataclass(frozen=True)
@@ -116,23 +123,25 @@ class ShiftRef:
 # --------------------------------------------------------------------------------------------- helpers
 
 
-def _brain_mean(img: np.ndarray, brain: np.ndarray) -> float:
+def _brain_mean(img: NDArray[np.float32], brain: NDArray[np.bool_]) -> float:
     values = img[brain]
     mean = float(values.mean()) if values.size else 1.0
     return mean if mean > 0 and math.isfinite(mean) else 1.0
 
 
-def _signs(rng: np.random.Generator, n: int = len(MODALITIES)) -> np.ndarray:
+def _signs(rng: np.random.Generator, n: int = len(MODALITIES)) -> NDArray[np.float64]:
     return rng.choice(np.array([-1.0, 1.0]), size=n)
 
 
-def _finish(img: np.ndarray, like: np.ndarray, brain: np.ndarray | None) -> np.ndarray:
+def _finish(
+    img: NDArray[np.float32], like: NDArray[_Scalar], brain: NDArray[np.bool_] | None
+) -> NDArray[_Scalar]:
     """Back to ``like``'s dtype; with ``brain``, the background is zeroed and (integers) brain voxels kept >= 1,
     so that "non-zero" still means "brain" as after skull stripping."""
     if brain is not None:
         img = np.where(brain, img, np.float32(0))
     if np.issubdtype(like.dtype, np.integer):
-        info = np.iinfo(like.dtype)
+        info = np.iinfo(cast("np.dtype[np.integer[Any]]", like.dtype))  # issubdtype: an integer dtype
         out = np.rint(img)
         if brain is not None:
             out[brain] = np.clip(out[brain], max(1, info.min), info.max)
@@ -144,7 +153,7 @@ def _finish(img: np.ndarray, like: np.ndarray, brain: np.ndarray | None) -> np.n
 # ------------------------------------------------------------------------------------------ transforms
 
 
-def _intensity(images: Images, brain: np.ndarray, level: float, rng: np.random.Generator) -> Images:
+def _intensity(images: Images, brain: NDArray[np.bool_], level: float, rng: np.random.Generator) -> Images:
     scale_signs, offset_signs = _signs(rng), _signs(rng)
     offset = {1: 0.05, 2: 0.10, 3: 0.20, 4: 0.30}.get(_level_index("intensity", level), 0.0)
     for i, mod in enumerate(MODALITIES):
@@ -155,7 +164,7 @@ def _intensity(images: Images, brain: np.ndarray, level: float, rng: np.random.G
     return images
 
 
-def _bias(images: Images, brain: np.ndarray, level: float, rng: np.random.Generator) -> Images:
+def _bias(images: Images, brain: NDArray[np.bool_], level: float, rng: np.random.Generator) -> Images:
     field = bias_field(rng, brain.shape)
     inside = field[brain]
     if inside.size:
@@ -170,7 +179,7 @@ def _bias(images: Images, brain: np.ndarray, level: float, rng: np.random.Genera
     return images
 
 
-def _noise(images: Images, brain: np.ndarray, level: float, rng: np.random.Generator) -> Images:
+def _noise(images: Images, brain: NDArray[np.bool_], level: float, rng: np.random.Generator) -> Images:
     n = int(brain.sum())
     for mod in MODALITIES:
         img = images[mod]
@@ -182,7 +191,7 @@ def _noise(images: Images, brain: np.ndarray, level: float, rng: np.random.Gener
     return images
 
 
-def _thick_slices(images: Images, brain: np.ndarray, level: float, rng: np.random.Generator) -> Images:
+def _thick_slices(images: Images, brain: NDArray[np.bool_], level: float, rng: np.random.Generator) -> Images:
     thickness = round(level)
     sigma_xy = {2: 0.5, 3: 0.75, 5: 1.0, 7: 1.25}.get(thickness, 0.0)
     nz = brain.shape[2]
@@ -203,7 +212,7 @@ def _thick_slices(images: Images, brain: np.ndarray, level: float, rng: np.rando
     return images
 
 
-def _gamma(images: Images, brain: np.ndarray, level: float, rng: np.random.Generator) -> Images:
+def _gamma(images: Images, brain: NDArray[np.bool_], level: float, rng: np.random.Generator) -> Images:
     signs = _signs(rng)
     for i, mod in enumerate(MODALITIES):
         img = images[mod]
@@ -214,7 +223,7 @@ def _gamma(images: Images, brain: np.ndarray, level: float, rng: np.random.Gener
     return images
 
 
-def _missing(images: Images, brain: np.ndarray, level: float, rng: np.random.Generator) -> Images:
+def _missing(images: Images, brain: NDArray[np.bool_], level: float, rng: np.random.Generator) -> Images:
     order = rng.permutation(len(MODALITIES))
     for i in order[: int(level)]:
         images[MODALITIES[i]] = np.zeros_like(images[MODALITIES[i]])
@@ -228,14 +237,14 @@ _SWAPS: dict[int, dict[str, str]] = {  # target modality -> the modality whose i
 }
 
 
-def _swap(images: Images, brain: np.ndarray, level: float, rng: np.random.Generator) -> Images:
+def _swap(images: Images, brain: NDArray[np.bool_], level: float, rng: np.random.Generator) -> Images:
     source = dict(images)
     for target, origin in _SWAPS[int(level)].items():
         images[target] = source[origin]
     return images
 
 
-def _rotation(axis: np.ndarray, degrees: float) -> np.ndarray:
+def _rotation(axis: NDArray[np.float64], degrees: float) -> NDArray[np.float64]:
     """Rodrigues' rotation matrix about the unit vector ``axis``."""
     a = math.radians(degrees)
     x, y, z = axis
@@ -243,7 +252,7 @@ def _rotation(axis: np.ndarray, degrees: float) -> np.ndarray:
     return np.asarray(np.eye(3) + math.sin(a) * k + (1 - math.cos(a)) * (k @ k))
 
 
-def _misregistration(images: Images, brain: np.ndarray, level: float, rng: np.random.Generator) -> Images:
+def _misregistration(images: Images, brain: NDArray[np.bool_], level: float, rng: np.random.Generator) -> Images:
     moving = ("t1", "t2", "flair")[int(rng.integers(3))]
     axis = rng.standard_normal(3)
     axis /= np.linalg.norm(axis)
@@ -351,7 +360,9 @@ def _rng(name: str, seed: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, zlib.crc32(name.encode())]))
 
 
-def apply_shift(case: Mapping[str, np.ndarray], name: str, level: int, seed: int = 0) -> dict[str, np.ndarray]:
+def apply_shift(
+    case: Mapping[str, NDArray[_Scalar]], name: str, level: int, seed: int = 0
+) -> dict[str, NDArray[_Scalar]]:
     """``case`` with shift ``name`` at ``level`` applied to its four modalities; a new dict, input untouched.
 
     Keys other than the modalities (the label map) are passed through as the same objects. Level 0 returns
@@ -398,10 +409,10 @@ def parse_shift_list(items: Sequence[Mapping[str, object] | ShiftRef]) -> tuple[
 
 
 def apply_shift_list(
-    case: Mapping[str, np.ndarray],
+    case: Mapping[str, NDArray[_Scalar]],
     shifts: Sequence[Mapping[str, object] | ShiftRef],
     case_seed: int = 0,
-) -> dict[str, np.ndarray]:
+) -> dict[str, NDArray[_Scalar]]:
     """Apply a site's ``shifts:`` list to one case, in list order (labels untouched).
 
     Each entry's seed is mixed with ``case_seed`` so every case of a site gets its own field and noise

@@ -13,12 +13,16 @@ import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import nibabel as nib
 import numpy as np
 
 from .phantom import FULL_SHAPE, MODALITIES, synthesize_case
 from .shift import SiteShift
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 __all__ = ["case_seed", "nifti_gz_bytes", "synthesize_site", "write_case"]
 
@@ -31,13 +35,13 @@ def case_seed(site_seed: int, index: int) -> int:
     return int(np.random.SeedSequence([int(site_seed), int(index)]).generate_state(1, np.uint32)[0])
 
 
-def _affine(spacing: Sequence[float]) -> np.ndarray:
+def _affine(spacing: Sequence[float]) -> NDArray[np.float64]:
     affine = np.diag([float(s) for s in spacing] + [1.0])
     affine[:3, 3] = _ORIGIN
     return affine
 
 
-def nifti_gz_bytes(data: np.ndarray, spacing: Sequence[float]) -> bytes:
+def nifti_gz_bytes(data: NDArray[np.generic], spacing: Sequence[float]) -> bytes:
     """A ``.nii.gz`` file's bytes with a zero gzip mtime and no file name, so reruns are byte-identical."""
     img = nib.Nifti1Image(data, _affine(spacing))
     img.header.set_data_dtype(data.dtype)
@@ -51,7 +55,9 @@ def nifti_gz_bytes(data: np.ndarray, spacing: Sequence[float]) -> bytes:
     return buf.getvalue()
 
 
-def write_case(out_dir: Path, case_id: str, volumes: dict[str, np.ndarray], spacing: Sequence[float]) -> Path:
+def write_case(
+    out_dir: Path, case_id: str, volumes: Mapping[str, NDArray[np.integer[Any]]], spacing: Sequence[float]
+) -> Path:
     """Write one case into a temporary sibling directory, then rename it into place.
 
     An interrupted run leaves at most a hidden temp directory (removed on the next run), never a case
@@ -90,16 +96,19 @@ def synthesize_site(
     out_dir: Path,
     n_cases: int,
     seed: int,
-    shape: tuple[int, int, int] = FULL_SHAPE,
-    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    shape: tuple[int, ...] = FULL_SHAPE,  # three sides, checked by synthesize_case
+    spacing: tuple[float, ...] = (1.0, 1.0, 1.0),
     shift: SiteShift = SiteShift(),  # noqa: B008  (frozen dataclass: a safe default)
     case_prefix: str = "case",
     shifts: Sequence[Mapping[str, object]] = (),
+    labels: str = "fets",
+    resection_cavity: float = 0.0,
 ) -> list[str]:
     """Write ``n_cases`` cases as ``out_dir/<case>/<case>_{t1,t1ce,t2,flair,seg}.nii.gz``; return the ids.
 
     Case ids are ``f"{case_prefix}_{i:03d}"`` for i in 1..n. Output is deterministic in
-    ``(seed, shape, spacing, shift)``.
+    ``(seed, shape, spacing, shift, labels, resection_cavity)``; ``labels`` and ``resection_cavity`` as in
+    :func:`~fedsim.synth.phantom.synthesize_case`.
     """
     if n_cases < 0:
         raise ValueError("n_cases must be >= 0")
@@ -111,7 +120,7 @@ def synthesize_site(
     ids: list[str] = []
     for i in range(1, n_cases + 1):
         case_id = f"{case_prefix}_{i:03d}"
-        volumes = synthesize_case(case_seed(seed, i), shape, shift)
+        volumes = synthesize_case(case_seed(seed, i), shape, shift, labels, resection_cavity)
         if shifts:  # the stress test's acquisition shifts, so a site can be described in the same terms
             from fedsim.synth.shifts import apply_shift_list
 

@@ -19,6 +19,7 @@ from fedsim.cube import CubeSpec
 from fedsim.executors.base import Executor
 from fedsim.jobs.job import Job, JobKind, JobLimits, JobResult, JobStatus
 from fedsim.pipeline.plan import SitePlan
+from fedsim.runtimes.policy import ALLOWED, ContainmentPolicy
 from fedsim.spec import SiteSpec
 
 T = TypeVar("T")
@@ -182,7 +183,8 @@ def fake_plans(
 
         jobs = [job(k.value, k) for k in (JobKind.PREPARE, JobKind.SANITY_CHECK, JobKind.STATISTICS)]
         limits = JobLimits(timeout_per_case_s=60, gpus=min(model_gpus, s_gpus) if s_gpus else 0)
-        jobs += [job(f"infer.{m}", JobKind.INFER, model=m, untrusted=True, limits=limits) for m in names]
+        held = ContainmentPolicy(untrusted=True, unsandboxed=ALLOWED)  # a submission; the fake runs nothing
+        jobs += [job(f"infer.{m}", JobKind.INFER, model=m, policy=held, limits=limits) for m in names]
         jobs += [
             job(
                 f"evaluate.{m}",

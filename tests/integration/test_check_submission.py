@@ -206,11 +206,11 @@ def test_check_submission_of_ones_own_cube_runs_unsandboxed_and_says_so(tmp_path
 
 
 def test_dry_run_refuses_unsandboxed_submissions(tmp_path: Path) -> None:
-    """Organisers' dry run without docker and bubblewrap: exit 2, one line naming both fixes, nothing run."""
+    """Organisers' dry run without docker and bubblewrap: exit 2, one line naming the cause and fix, nothing run."""
     proc = fedsim("dry-run", str(SUBMISSIONS / "local_subset.yaml"), "--out", str(tmp_path / "out"), env=NO_CONTAINMENT)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     line = proc.stderr.strip()
-    assert "\n" not in line and "install bubblewrap" in line and "--allow-unsandboxed" in line, line
+    assert "\n" not in line and "fix: unset FEDSIM_BWRAP" in line and "--allow-unsandboxed" in line, line
     assert not (tmp_path / "out" / "dry_run.csv").exists()
 
 

@@ -29,6 +29,7 @@ from fedsim.jobs.execute import execute_job
 from fedsim.jobs.job import Job, JobKind, JobLimits, JobResult, JobStatus
 from fedsim.runtimes import docker_available
 from fedsim.runtimes.docker import container_user
+from fedsim.runtimes.policy import resolve
 from fedsim.runtimes.select import RuntimePool
 from tests.conftest import FIXTURES, containers_of_run
 
@@ -105,7 +106,7 @@ def _job(cube: str, site: Path, *, timeout_s: float = 60) -> Job:
         log_path=site / "logs" / f"infer.{cube}.log",
         workdir=site / "work" / f"infer.{cube}",
         model=cube,
-        untrusted=True,
+        policy=resolve("docker", load_cube(CUBE_DIRS / cube), untrusted=True),
         cases_dir=site / "prepared",
         clean_outputs=(site / "predictions" / cube,),
     )

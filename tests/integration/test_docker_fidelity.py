@@ -22,6 +22,7 @@ from fedsim.jobs.diagnose import explain_failure
 from fedsim.jobs.execute import execute_job
 from fedsim.jobs.job import Job, JobKind, JobLimits, JobStatus
 from fedsim.runtimes import docker_available
+from fedsim.runtimes.policy import resolve
 from fedsim.runtimes.select import RuntimePool, singularity_binary
 from tests.conftest import FIXTURES, containers_of_run
 
@@ -172,7 +173,7 @@ def _job(cube: str, site: Path, *, runtime: str = "singularity", timeout_s: floa
         log_path=site / "logs" / f"infer.{cube}.log",
         workdir=site / "work" / f"infer.{cube}",
         model=cube,
-        untrusted=True,
+        policy=resolve(runtime, load_cube(CUBE_DIRS / cube), untrusted=True),
         cases_dir=site / "prepared",
         clean_outputs=(site / "predictions" / cube,),
     )

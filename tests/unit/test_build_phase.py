@@ -22,6 +22,7 @@ from fedsim.pipeline.plan import SitePlan
 from fedsim.pipeline.progress import RunPlan
 from fedsim.pipeline.run import RunOptions, run_benchmark
 from fedsim.runtimes.base import BuildProgress, Prepared
+from fedsim.runtimes.policy import resolve
 from fedsim.store.ledger import Ledger
 from fedsim.testing import FakeExecutor, FakeRuntime, Script, fake_plans
 from tests.conftest import small_benchmark
@@ -77,7 +78,12 @@ def _docker_plans(tmp_path: Path, sites: tuple[str, ...] = ("s0", "s1")) -> list
         return cubes["metrics"] if job.kind.value == "evaluate" else cubes["prep"]
 
     plans = fake_plans(tmp_path, list(sites))
-    return [replace(p, jobs=tuple(replace(j, runtime="docker", cube=cube_of(j)) for j in p.jobs)) for p in plans]
+
+    def on_docker(j: Job) -> Job:  # the planner resolves each job's containment policy from its runtime and cube
+        cube = cube_of(j)
+        return replace(j, runtime="docker", cube=cube, policy=resolve("docker", cube, untrusted=j.untrusted))
+
+    return [replace(p, jobs=tuple(on_docker(j) for j in p.jobs)) for p in plans]
 
 
 class PreparingExecutor(FakeExecutor):
@@ -90,6 +96,8 @@ class PreparingExecutor(FakeExecutor):
         self.runtime = runtime
 
     def prepare(self, job: Job, progress: BuildProgress | None = None) -> Prepared | None:
+        if job.runtime == "local":
+            return None  # as the local runtime when fedsim's Python satisfies the cube: nothing to build
         return self.runtime.prepare(job.cube, job.base_image, progress=progress)
 
 
@@ -123,12 +131,13 @@ def test_each_image_is_prepared_once_before_the_jobs_with_its_steps(tmp_path: Pa
 def test_jobs_done_earlier_or_on_other_runtimes_need_no_build(tmp_path: Path) -> None:
     runtime = BuildingRuntime()
     plans = _docker_plans(tmp_path, sites=("s0",))
-    local = [
-        replace(p, jobs=tuple(replace(j, runtime="local") if j.model == "b" else j for j in p.jobs)) for p in plans
-    ]
+    def on_local(j: Job) -> Job:
+        return replace(j, runtime="local", policy=resolve("local", j.cube, untrusted=j.untrusted))
+
+    local = [replace(p, jobs=tuple(on_local(j) if j.model == "b" else j for j in p.jobs)) for p in plans]
     done = {"s0/infer.a": object()}
     records, _ = build_images(local, PreparingExecutor(runtime), done=done)
-    assert [r.cube for r in records] == ["prep", "metrics"]  # infer.a is done; model b runs locally
+    assert [r.cube for r in records] == ["prep", "metrics"]  # infer.a is done; model b runs locally, needing nothing
     assert build_images(plans, FakeExecutor()) == ([], [])  # an executor that prepares on its nodes (Ray): no phase
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from fedsim.cube import load_cube
 from fedsim.jobs.execute import execute_job
 from fedsim.jobs.job import Job, JobKind, JobLimits, JobStatus
+from fedsim.runtimes.policy import ContainmentOptions, resolve
 from fedsim.runtimes.select import RuntimePool
 from fedsim.testing import FakeRuntime, Script
 from tests.conftest import CUBES
@@ -82,7 +83,9 @@ def test_a_bad_cube_parameter_is_a_failed_job_not_a_crash(tmp_path: Path) -> Non
         f"      inputs: {{data_path: data/, x: {tmp_path}/}}\n      outputs: {{output_path: out/}}\n"
     )
     fake = FakeRuntime()
-    job = _job(tmp_path, cube=load_cube(cube_dir), kind=JobKind.INFER, untrusted=True, allow_unsandboxed=True)
+    cube = load_cube(cube_dir)
+    leave = ContainmentOptions(allow_unsandboxed=True)
+    job = _job(tmp_path, cube=cube, kind=JobKind.INFER, policy=resolve("local", cube, untrusted=True, options=leave))
     res = execute_job(job, _pool(fake))
     assert res.status is JobStatus.FAILED and "outside the cube's own directory" in res.reason
     assert fake.launched == []

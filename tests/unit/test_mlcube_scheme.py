@@ -109,13 +109,13 @@ def test_docker_section_forms(tmp_path: Path) -> None:
         tmp_path / "mlcube.yaml",
         {
             "name": "c",
-            "docker": {"image": "x", "build_args": "--no-cache", "env_args": {"A": 1}, "--shm-size": "1g"},
+            "docker": {"image": "x", "build_args": "--no-cache", "env_args": {"A": 1}, "--memory": "1g"},
             "tasks": {"t": None},
         },
     )
     d = load_cube(tmp_path).docker
     assert d is not None and d.build_args == "--no-cache" and d.env_args == {"A": "1"}
-    assert d.run_options() == ["--shm-size=1g"]
+    assert d.run_options() == ["--memory=1g"]  # MLCube's own "--" keys only: "--shm-size" is refused
 
 
 def test_defaults_resolve_against_workspace_in_order(tmp_path: Path) -> None:

@@ -142,6 +142,7 @@ def test_metrics_cube_log_line(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 def _infer_job(tmp_path: Path, data: Path, out: Path) -> Job:
     from fedsim.cube.mlcube import load_cube
+    from fedsim.runtimes.policy import resolve
     from tests.conftest import FIXTURES
 
     cube = load_cube(FIXTURES / "submissions" / "float_labels")
@@ -157,7 +158,7 @@ def _infer_job(tmp_path: Path, data: Path, out: Path) -> Job:
         log_path=tmp_path / "infer.log",
         workdir=tmp_path / "work",
         model="m",
-        untrusted=True,
+        policy=resolve("local", cube, untrusted=True),
         cases_dir=data,
     )
 

@@ -302,7 +302,9 @@ def test_methods_and_public_names() -> None:
     assert sorted(ranking.__all__) == sorted(
         [
             "ALPHA",
+            "BRATS2025_METRICS",
             "DEFAULT_METHOD",
+            "FETS_SCHEME",
             "METHODS",
             "METRICS",
             "NA_FILL",
@@ -310,7 +312,10 @@ def test_methods_and_public_names() -> None:
             "SUBRANKINGS",
             "InstitutionResults",
             "RankingResult",
+            "Scheme",
             "SubRanking",
+            "brats2025_scheme",
+            "detect_scheme",
             "holm_adjust",
             "load_institutions",
             "rank",

@@ -21,6 +21,7 @@ from fedsim.pipeline.sanity import MAX_PROBLEMS, sanity_problems
 from fedsim.ranking import InstitutionResults, rank, write_csvs
 from fedsim.report.effective import site_effective
 from fedsim.report.history import list_runs, show_run
+from fedsim.report.loader import job_result, recorded_benchmark, recorded_site
 from fedsim.report.ties import TIES_RULE, ties_note
 from fedsim.store.ledger import Ledger
 from fedsim.store.rundir import RunDirectory
@@ -250,7 +251,7 @@ def test_console_and_report_explain_ties() -> None:
     from rich.console import Console
 
     from fedsim.report.console import ranking_table
-    from fedsim.report.html import _ties
+    from fedsim.report.html import ties_footnote as _ties
 
     tied = rank({"s": InstitutionResults.from_mapping("s", {"c1": {"a": _metrics(0.7), "b": _metrics(0.7)}})})
     assert tied.final_rank == {"a": 1.5, "b": 1.5}
@@ -289,12 +290,14 @@ def test_effective_limits_come_from_the_jobs() -> None:
     ]
     bench = {"limits": {"ram_gb": 40, "gpu_memory_gb": 11}}
     site = {"runtime": "auto", "hardware": {"ram_gb": 16, "gpus": 1, "gpu_memory_gb": 24}}
-    s = site_effective({"jobs": jobs}, bench, site, "s")
+    # the report's typed view of those records and files, as load_run reads them
+    records, recorded = [job_result(j) for j in jobs], recorded_benchmark(bench)
+    s = site_effective(records, recorded, recorded_site(site, "s"), "s")
     assert (s.runtime, s.configured_runtime, s.observed) == ("docker", "auto", True)
     assert (s.ram_bytes, s.gpu_memory_bytes, s.model_timeout_s, s.gpus) == (16 * GiB, 11 * GiB, 540, 1)
-    t = site_effective({"jobs": jobs}, bench, {"runtime": "local", "hardware": {}}, "t")
+    t = site_effective(records, recorded, recorded_site({"runtime": "local", "hardware": {}}, "t"), "t")
     assert (t.runtime, t.configured_runtime, t.gpu_memory_bytes) == ("local (submissions in bwrap)", None, None)
-    old = site_effective({"jobs": [_record("u", "infer.m")]}, bench, site, "u")  # a run from before limits
+    old = site_effective([job_result(_record("u", "infer.m"))], recorded, recorded_site(site, "u"), "u")  # pre-limits
     assert (old.observed, old.ram_bytes, old.gpu_memory_bytes, old.runtime) == (False, 16 * GiB, 11 * GiB, "auto")
 
 

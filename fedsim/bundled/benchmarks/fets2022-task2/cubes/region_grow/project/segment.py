@@ -150,11 +150,18 @@ def segment(volumes: dict[str, np.ndarray]) -> np.ndarray:
     return seg
 
 
-def segment_case(files: dict[str, Path], out_file: Path) -> None:
+# Label conventions the model can write: FeTS/BraTS 2021 (1 necrosis, 2 oedema, 4 enhancing) or BraTS 2025
+# (1 NETC, 2 SNFH, 3 ET; 4 is the resection cavity, which this model does not predict).
+LABEL_CONVENTIONS = ("fets", "brats2025")
+
+
+def segment_case(files: dict[str, Path], out_file: Path, labels: str = "fets") -> None:
     """Segment one case and write ``out_file`` atomically, on the grid and affine of its T1."""
     ref = nib.load(str(files["t1"]))
     volumes = {mod: np.asarray(nib.load(str(path)).dataobj, dtype=np.float32) for mod, path in files.items()}
     seg = segment(volumes)
+    if labels == "brats2025":
+        seg[seg == 4] = 3  # enhancing tumour is label 3 in BraTS 2025
     header = ref.header.copy()
     header.set_data_dtype(np.uint8)
     header["scl_slope"] = 1.0
