@@ -532,14 +532,19 @@ def host_policy(probe_result: Probe, lease: UidLease, inv: Invocation, max_pids:
     )
 
 
+def _real(path: str | None) -> str | None:
+    return None if path is None else os.path.realpath(path)
+
+
 def _probe_now() -> Probe:
     binary = find_bwrap()
     if binary is None:
         why, fix = missing_reason()
         return Probe(False, why, fix=fix)
     bwrap = binary.path
-    prlimit = shutil.which("prlimit")
-    setpriv = shutil.which("setpriv")
+    # by their real paths: a PATH entry of links (a venv, a custom bin dir) is not bound inside the sandbox, the
+    # system directory the links point into is
+    prlimit, setpriv = (_real(shutil.which(name)) for name in ("prlimit", "setpriv"))
     if prlimit is None or (os.getuid() == 0 and setpriv is None):
         fix = "install util-linux (apt-get install util-linux), or use Docker (--runtime docker)"
         return Probe(False, "util-linux's prlimit and setpriv are not on PATH", bwrap, fix=fix, binary=binary)
