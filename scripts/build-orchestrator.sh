@@ -33,6 +33,8 @@ except ModuleNotFoundError:  # Python < 3.11
 with open("pyproject.toml", "rb") as fh:
     deps = tomllib.load(fh)["project"]["dependencies"]
 skip = set(os.environ["DEBIAN"].split())
+# the image is Linux: environment markers hold there, and a marker's spaces would split the shell's word list
+deps = [d.split(";")[0].strip() for d in deps]
 print(" ".join(d for d in deps if re.split(r"[<>=!~;\[ ]", d, maxsplit=1)[0].lower() not in skip))
 PY
   )
