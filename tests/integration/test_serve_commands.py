@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
-import httpx
+import httpx2 as httpx
 import pytest
 from markupsafe import escape
 

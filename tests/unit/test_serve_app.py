@@ -182,7 +182,7 @@ def test_state_change_reaches_an_open_stream(live: tuple[Path, Ledger], runs: Pa
 
 def test_one_poller_serves_every_client(live: tuple[Path, Ledger], runs: Path) -> None:
     """Through a real uvicorn in a background thread, as ``--serve`` runs it."""
-    import httpx
+    import httpx2 as httpx
 
     served = start_background(runs, 0)
     try:
@@ -302,7 +302,7 @@ def test_off_a_terminal_the_view_stays_for_the_grace_only(runs: Path, monkeypatc
 def test_stopping_ends_open_streams(live: tuple[Path, Ledger], runs: Path) -> None:
     """Open pages do not hold the server up: a page reading a log that keeps growing would otherwise keep
     uvicorn waiting for its whole graceful timeout (then cancelled with an error)."""
-    import httpx
+    import httpx2 as httpx
 
     root, _ = live
     log = root / "sites" / "s0" / "logs" / "infer.alpha.log"
@@ -349,7 +349,7 @@ def test_serve_process_is_lean(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    import httpx
+    import httpx2 as httpx
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "fedsim.cli", "serve", "--runs-dir", str(tmp_path), "--port", "0"],
