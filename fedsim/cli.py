@@ -140,6 +140,20 @@ def containment_options(allow_unsandboxed: bool, *, as_sites: bool = False) -> C
     return ContainmentOptions(allow_unsandboxed=allow_unsandboxed, as_sites=as_sites)
 
 
+def _decryption_keys(values: list[str]) -> tuple[tuple[str, Path], ...]:
+    """``--decryption-key MODEL=FILE`` pairs; the file must exist (its content is read by gpg only)."""
+    pairs: list[tuple[str, Path]] = []
+    for value in values:
+        model, sep, file = value.partition("=")
+        if not sep or not model or not file:
+            raise typer.BadParameter(f"{value!r}: write MODEL=FILE", param_hint="--decryption-key")
+        path = Path(file).expanduser()
+        if not path.is_file():
+            raise typer.BadParameter(f"{model}: no key file {path}", param_hint="--decryption-key")
+        pairs.append((model, path.resolve()))
+    return tuple(pairs)
+
+
 def _select_gpus(spec: str | None) -> None:
     """``--gpus``: every local executor of this process then places and guards jobs on those GPUs only."""
     from fedsim.guard.nvml import select_gpus
@@ -235,6 +249,15 @@ def run_benchmark_cmd(
         ),
     ] = False,
     unsandboxed: AllowUnsandboxedOpt = False,
+    decryption_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--decryption-key",
+            metavar="MODEL=FILE",
+            help="the gpg passphrase file of an encrypted model image (repeatable); the benchmark's "
+            "decryption_key wins",
+        ),
+    ] = None,
     serve: ServeOpt = None,
     offline: OfflineOpt = False,
 ) -> None:
@@ -273,6 +296,7 @@ def run_benchmark_cmd(
         containment=containment_options(unsandboxed),
         retry_failed=retry_failed,
         report_writer=_write_html_report,
+        decryption_keys=_decryption_keys(decryption_key or []),
     )
     check_run_ids(options)  # a run id is a plain name in --runs-dir (exit 2)
     if resume:

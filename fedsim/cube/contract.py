@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from fedsim.cube.mlcube import CubeSpec
+from fedsim.cube.spec import CallConvention, CubeSpec
 
 # task -> the keys MedPerf passes (labels_path of sanity_check/statistics: only with output_labels_path)
 OFFICIAL_KEYS: dict[str, tuple[str, ...]] = {
@@ -39,13 +39,22 @@ def separate_labels(data_prep: CubeSpec) -> bool:
 
 
 def task_paths(
-    cube: CubeSpec, task: str, official: Mapping[str, Path], extras: Mapping[str, Path | None] | None = None
+    cube: CubeSpec,
+    task: str,
+    official: Mapping[str, Path],
+    extras: Mapping[str, Path | None] | None = None,
+    mount_paths: Mapping[str, Path | None] | None = None,
 ) -> dict[str, Path]:
-    """The ``key=value`` pairs fedsim passes: official keys and fedsim's extras, each only if declared."""
+    """The ``key=value`` pairs fedsim passes: official keys and fedsim's extras, each only if declared; and
+    ``mount_paths``, the keys today's MedPerf supplies besides (``report_file``, statistics' ``output_path``,
+    ``local_outputs_path``, ``labels_path`` without separate labels), to cubes of that convention only — an
+    MLCube keeps the defaults the 2022 federation left it."""
     names = declared(cube, task)
     allowed = set(OFFICIAL_KEYS.get(task, ()))
     unknown = sorted(set(official) - allowed)
     if unknown:
         raise ValueError(f"{', '.join(unknown)} are not official keys of {task!r}")
     chosen = {**official, **(extras or {})}
+    if cube.convention is CallConvention.MOUNT_PATHS:
+        chosen.update(mount_paths or {})
     return {k: v for k, v in chosen.items() if k in names and v is not None}

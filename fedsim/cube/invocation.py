@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from fedsim.cube.mlcube import CubeSpec
+from fedsim.cachedir import cache_root
+from fedsim.cube.spec import CallConvention, CubeSpec
 from fedsim.errors import SpecError
 from fedsim.spec.models import DEFAULT_MAX_PIDS
 
@@ -78,22 +79,57 @@ class Invocation:
     gpu_ids: tuple[str, ...] = ()
     isolation: Isolation = Isolation()
     labels: dict[str, str] = field(default_factory=dict)
+    scratch_dir: Path | None = None
+    """``mount_paths`` convention: the fresh host folder mounted at ``/tmp`` (MedPerf's ``<tmp>``)."""
 
     @property
     def untrusted(self) -> bool:
         return self.isolation.untrusted
 
     @property
+    def mount_paths(self) -> bool:
+        """Whether the container finds its data at the declared mount paths (and gets its own command)."""
+        return self.cube.convention is CallConvention.MOUNT_PATHS
+
+    @property
     def entrypoint(self) -> list[str] | None:
-        """The task's ``entrypoint`` words (it replaces the image's, and the task name is not passed)."""
+        """The task's entrypoint: MLCube's words (shell-split; the task name is then not passed), or under
+        ``mount_paths`` one program, as is (MedPerf's ``--entrypoint E``)."""
         entry = self.cube.task(self.task).entrypoint
+        if self.mount_paths:
+            return [entry] if entry is not None else None
         return shlex.split(entry) if entry else None
 
+    @property
+    def command(self) -> list[str]:
+        """``mount_paths``: the task's own arguments (empty: the image's CMD)."""
+        return list(self.cube.task(self.task).command or ())
+
     def create_directories(self) -> None:
-        """Create every directory parameter and the parent of every file parameter, inputs included, as MLCube
-        does before a run (``os.makedirs`` in ``generate_mounts_and_args``)."""
+        """Before a run. MLCube: every directory parameter and the parent of every file parameter, inputs
+        included (``os.makedirs`` in ``generate_mounts_and_args``). ``mount_paths``, as MedPerf's
+        ``volumes_to_cli_args``: an input must exist; an output folder is created, an output file's folder too
+        and the file touched; the ``/tmp`` folder is created."""
+        if not self.mount_paths:
+            for p in self.parameters:
+                p.host_dir.mkdir(parents=True, exist_ok=True)
+            return
         for p in self.parameters:
-            p.host_dir.mkdir(parents=True, exist_ok=True)
+            if p.io == "input":
+                if not p.host_path.exists():
+                    raise SpecError(
+                        f"input {p.name} of task {self.task} does not exist: {p.host_path} (MedPerf: 'input volume "
+                        "should exist')",
+                        file=str(self.cube.spec_path),
+                        field=f"tasks.{self.task}.input_volumes.{p.name}",
+                    )
+            elif p.type == "directory":
+                p.host_path.mkdir(parents=True, exist_ok=True)
+            else:
+                p.host_path.parent.mkdir(parents=True, exist_ok=True)
+                p.host_path.touch(exist_ok=True)
+        if self.scratch_dir is not None:
+            self.scratch_dir.mkdir(parents=True, exist_ok=True)
 
     def host_args(self) -> list[str]:
         """``--name=host_path`` arguments for runtimes without containers."""
@@ -125,6 +161,7 @@ def bind(
     labels: dict[str, str] | None = None,
     pinned: frozenset[str] | set[str] = frozenset(),
     outputs_dir: Path | None = None,
+    scratch_dir: Path | None = None,
 ) -> Invocation:
     """Bind a task's parameters to host paths with MLCube's rules, inputs first then outputs, in YAML order.
 
@@ -134,11 +171,21 @@ def bind(
     not set lands there instead of in a workspace several jobs share. Untyped parameters are typed as MLCube
     types them: trailing slash → directory; an input by what exists on the host; an untyped output is an error.
     """
+    iso = isolation or Isolation()
+    if cube.convention is CallConvention.MOUNT_PATHS:
+        declared = _bind_mount_paths(cube, task, overrides or {}, pinned)
+        if iso.untrusted:
+            _confine(cube, task, [p for p in declared if p.name not in (overrides or {})])
+        if scratch_dir is None and outputs_dir is not None:
+            scratch_dir = outputs_dir.parent / "tmp"
+        return Invocation(
+            cube, task, declared, dict(env or {}), gpu_ids, iso, dict(labels or {}), scratch_dir=scratch_dir
+        )
     overrides = {k: _interpolate_value(cube, v) for k, v in (overrides or {}).items()}
     spec = cube.task(task).parameters
     workspace = cube.workspace_dir
     _sync_workspace(cube, task, overrides)
-    mlcube_file = str(cube.root / "mlcube.yaml")
+    mlcube_file = str(cube.spec_path)
     bound: list[BoundParameter] = []
     for io, params in (("input", spec.inputs), ("output", spec.outputs)):
         for name, param in params.items():
@@ -173,10 +220,40 @@ def bind(
                         field=where,
                     )
             bound.append(BoundParameter(name, io, kind, path, param.opts, name in pinned))  # type: ignore[arg-type]
-    iso = isolation or Isolation()
     if iso.untrusted:
         _confine(cube, task, [p for p in bound if p.name not in overrides])
     return Invocation(cube, task, tuple(bound), dict(env or {}), gpu_ids, iso, dict(labels or {}))
+
+
+def _bind_mount_paths(
+    cube: CubeSpec, task: str, overrides: Mapping[str, str | Path], pinned: frozenset[str] | set[str]
+) -> tuple[BoundParameter, ...]:
+    """MedPerf's ``get_volumes``: inputs then outputs in declared order, each from what the federation supplies,
+    else the cube's registered file (``parameters_file``, ``additional_files``); anything else is a one-line
+    error (MedPerf: a ``KeyError``)."""
+    spec = cube.task(task).parameters
+    bound: list[BoundParameter] = []
+    for io, params in (("input", spec.inputs), ("output", spec.outputs)):
+        for name, param in params.items():
+            given = overrides.get(name)
+            if given is not None:
+                path = Path(os.path.abspath(os.path.expanduser(str(given))))
+            elif param.default is not None:
+                path = Path(param.default)
+            else:
+                fix = (
+                    "add workspace/parameters.yaml beside the config, or give the benchmark's parameters_file"
+                    if name == "parameters_file"
+                    else f"remove it from task {task}"
+                )
+                raise SpecError(
+                    f"{name} is declared but nothing supplies it to {task} here; fix: {fix}",
+                    file=str(cube.spec_path),
+                    field=f"tasks.{task}.{io}_volumes.{name}",
+                )
+            kind = "file" if param.type == "file" else "directory"
+            bound.append(BoundParameter(name, io, kind, path, param.opts, name in pinned))  # type: ignore[arg-type]
+    return tuple(bound)
 
 
 def _interpolate_value(cube: CubeSpec, value: str | Path) -> str | Path:
@@ -226,6 +303,8 @@ def _confine(cube: CubeSpec, task: str, bound: list[BoundParameter]) -> None:
     """A submission's defaults may only point into its own directory: a declared default such as ``/data``
     or ``../../labels`` must not reach the site's files (fedsim's hardening; MLCube would mount it)."""
     allowed = [cube.root.resolve(), cube.workspace_dir.resolve()]
+    if cube.convention is CallConvention.MOUNT_PATHS:
+        allowed.append((cache_root() / "additional_files").resolve())  # its tarball, unpacked by the parser
     for p in bound:
         if p.io != "input":
             continue
@@ -234,7 +313,7 @@ def _confine(cube: CubeSpec, task: str, bound: list[BoundParameter]) -> None:
             raise SpecError(
                 f"parameter {p.name!r} of a submission resolves to {real}, outside the cube's own directory; "
                 "a model may only read its own workspace (use a relative default such as 'weights/')",
-                file=str(cube.root / "mlcube.yaml"),
+                file=str(cube.spec_path),
                 field=f"tasks.{task}.parameters.inputs.{p.name}",
             )
 

@@ -9,105 +9,12 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path, PurePath
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from fedsim.cube.origin import CubeOrigin, cube_origin
+from fedsim.cube.origin import cube_origin
+from fedsim.cube.spec import MLCUBE_FILE, CubeSpec
 from fedsim.errors import SpecError
 from fedsim.spec.loader import read_yaml_mapping, validate_mapping
-
-MLCUBE_FILE = "mlcube.yaml"
-
-
-SEPARATORS = ("/", "\\")
-
-
-class Parameter(BaseModel):
-    """One task parameter: ``{type, default, opts}`` or a bare string that is the default.
-
-    Kept as declared: a missing ``default`` means the parameter's name and a missing ``type`` is decided at
-    bind time from the value (trailing slash) or, for inputs, from what exists on the host — MLCube 0.0.9's
-    rules (``mlcube/config.py`` ``check_parameters``, ``mlcube/shell.py`` ``generate_mounts_and_args``).
-    """
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    type: Literal["directory", "file", "unknown"] | None = None
-    default: str | None = None
-    opts: Literal["ro", "rw"] | None = None
-
-    def declared_type(self, value: str) -> Literal["directory", "file"] | None:
-        """The type before looking at the host: declared, else a directory when a value ends with a slash."""
-        if self.type in ("directory", "file"):
-            return self.type
-        if (self.default or "").endswith(SEPARATORS) or value.endswith(SEPARATORS):
-            return "directory"
-        return None
-
-
-class TaskParameters(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    inputs: dict[str, Parameter] = Field(default_factory=dict)
-    outputs: dict[str, Parameter] = Field(default_factory=dict)
-
-    @field_validator("inputs", "outputs", mode="before")
-    @classmethod
-    def _bare_strings(cls, value: Any) -> Any:
-        if value is None:
-            return {}
-        if isinstance(value, dict):
-            return {k: {"default": v} if isinstance(v, str) else ({} if v is None else v) for k, v in value.items()}
-        return value
-
-
-class Task(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    parameters: TaskParameters = TaskParameters()
-    entrypoint: str | None = None
-
-    @field_validator("parameters", mode="before")
-    @classmethod
-    def _none_is_empty(cls, value: Any) -> Any:
-        return {} if value is None else value
-
-
-class DockerSection(BaseModel):
-    """MLCube's docker section. ``build_args``/``env_args`` may be a mapping or a CLI fragment, as in MLCube;
-    keys starting with ``--`` (``--gpus: all``) are extra ``docker run`` options, appended as ``--key=value``."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    image: str
-    build_context: str = "."
-    build_file: str = "Dockerfile"
-    build_strategy: Literal["pull", "auto", "always", "never"] = "pull"
-    build_args: dict[str, str] | str = Field(default_factory=dict)
-    gpu_args: str = ""
-    cpu_args: str = ""
-    env_args: dict[str, str] | str = Field(default_factory=dict)
-
-    @field_validator("gpu_args", "cpu_args", mode="before")
-    @classmethod
-    def _none_is_empty(cls, value: Any) -> Any:
-        return "" if value is None else value
-
-    @field_validator("build_args", "env_args", mode="before")
-    @classmethod
-    def _stringify(cls, value: Any) -> Any:
-        if value is None:
-            return {}
-        if isinstance(value, dict):
-            return {str(k): "" if v is None else str(v) for k, v in value.items()}
-        return value
-
-    def run_options(self) -> list[str]:
-        """The ``--key: value`` entries of the section as MLCube appends them to ``docker run``."""
-        extra = self.model_extra or {}
-        return [f"{k}={v}" for k, v in extra.items() if k.startswith("--") and v is not None]
-
 
 # MLCube 0.0.9's docker runner (mlcube_docker/docker_run.py, Config.DEFAULT): the only keys its docker section
 # may hold; `mlcube run` (and so MedPerf) stops on any other with "Unknown keys: [...]. Namespace = runner."
@@ -143,88 +50,7 @@ def check_docker_keys(section: Any, file: Path) -> None:
         )
 
 
-class SingularitySection(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    image: str
-
-
-class LocalSection(BaseModel):
-    """fedsim's own addition: how to run the cube's code without a container."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    entrypoint: str | list[str] | None = None
-    build_context: str | None = None
-
-
-class Platform(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    accelerator_count: int = Field(0, ge=0)
-
-    @field_validator("accelerator_count", mode="before")
-    @classmethod
-    def _none_is_zero(cls, value: Any) -> Any:
-        return 0 if value is None else value  # MLCube: `accelerator_count: null` means no accelerator
-
-
-class CubeSpec(BaseModel):
-    """A loaded MLCube: where it lives, how to build/run it, and its tasks."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    name: str
-    description: str = ""
-    root: Path = Field(Path("."), exclude=True)
-    workspace: Path | None = None
-    platform: Platform = Platform()
-    docker: DockerSection | None = None
-    singularity: SingularitySection | None = None
-    local: LocalSection | None = None
-    tasks: dict[str, Task] = Field(min_length=1)
-    origin: CubeOrigin = Field(CubeOrigin.SUBMITTED, exclude=True)
-    """Set by :func:`load_cube` from where the file lies, never from the file (:mod:`fedsim.cube.origin`)."""
-
-    @field_validator("platform", mode="before")
-    @classmethod
-    def _none_platform(cls, value: Any) -> Any:
-        return {} if value is None else value
-
-    @field_validator("tasks", mode="before")
-    @classmethod
-    def _none_tasks(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: {} if v is None else v for k, v in value.items()}
-        return value
-
-    @property
-    def workspace_dir(self) -> Path:
-        if self.workspace is None:
-            return self.root / "workspace"
-        ws = self.workspace.expanduser()
-        return ws if ws.is_absolute() else (self.root / ws)
-
-    @property
-    def build_context_dir(self) -> Path:
-        """Directory holding the cube's code (``mlcube.py``, Dockerfile)."""
-        ctx = self.local.build_context if self.local and self.local.build_context else None
-        if ctx is None:
-            ctx = self.docker.build_context if self.docker else "."
-        path = Path(ctx).expanduser()
-        return path if path.is_absolute() else (self.root / path).resolve()
-
-    def task(self, name: str) -> Task:
-        if name not in self.tasks:
-            raise SpecError(
-                f"cube {self.name!r} has no task {name!r}; it has: {', '.join(self.tasks)}",
-                file=str(self.root / MLCUBE_FILE),
-                field="tasks",
-            )
-        return self.tasks[name]
-
-
-def load_cube(path: Path, workspace: Path | None = None) -> CubeSpec:
+def load_mlcube(path: Path, workspace: Path | None = None) -> CubeSpec:
     """Load an MLCube from its directory (or the ``mlcube.yaml`` itself).
 
     ``workspace`` is MLCube's ``--workspace`` (default ``<root>/workspace``); OmegaConf references such as
@@ -236,7 +62,8 @@ def load_cube(path: Path, workspace: Path | None = None) -> CubeSpec:
     ws = Path(os.path.abspath(os.path.expanduser(str(workspace)))) if workspace is not None else None
     data = read_yaml_mapping(file)
     data.pop("workspace", None)  # MLCube overwrites it with the effective workspace
-    data.pop("origin", None)  # fedsim's, decided below: a file cannot declare itself bundled
+    for own in ("origin", "convention", "image_source", "spec_file"):
+        data.pop(own, None)  # fedsim's, decided here: a file cannot declare itself bundled or change its scheme
     data = interpolate(data, root, ws or root / "workspace", file)
     check_docker_keys(data.get("docker"), file)
     cube = validate_mapping(CubeSpec, data, file)
@@ -282,21 +109,3 @@ def interpolate(data: dict[str, Any], root: Path, workspace: Path, file: Path) -
     if "runtime" not in data:
         resolved.pop("runtime", None)
     return {str(k): v for k, v in resolved.items()}
-
-
-def image_only_cube(name: str, image: str) -> CubeSpec:
-    """A submission given as a bare image: the FeTS ``infer`` contract (data_path in, output_path out)."""
-    return CubeSpec.model_validate(
-        {
-            "name": name,
-            "docker": {"image": image, "build_strategy": "pull"},
-            "tasks": {
-                "infer": {
-                    "parameters": {
-                        "inputs": {"data_path": {"type": "directory", "default": "data/"}},
-                        "outputs": {"output_path": {"type": "directory", "default": "predictions/"}},
-                    }
-                }
-            },
-        }
-    )

@@ -88,6 +88,8 @@ def plan_site(
     prep = cubes.data_prep
     extras = {"parameters_file": prep_params}
     checked = {"data_path": d.prepared, **({"labels_path": d.labels} if labels == d.labels else {})}
+    # container configs only: today's MedPerf always mounts the dataset's labels, and prepare's metadata folder
+    medperf = {"labels_path": labels, "metadata_path": d.metadata}
     jobs = [
         job(
             "prepare",
@@ -100,6 +102,7 @@ def plan_site(
                 {"data_path": raw_data, "labels_path": raw_data, "output_path": d.prepared}
                 | {"output_labels_path": d.labels},
                 {**extras, "metadata_path": d.metadata},
+                {"report_file": d.report},
             ),
             clean_outputs=(d.prepared, d.labels, d.metadata),
         ),
@@ -108,9 +111,21 @@ def plan_site(
             JobKind.SANITY_CHECK,
             prep,
             "sanity_check",
-            task_paths(prep, "sanity_check", checked, extras),
+            task_paths(prep, "sanity_check", checked, extras, medperf),
         ),
-        job("statistics", JobKind.STATISTICS, prep, "statistics", task_paths(prep, "statistics", checked, extras)),
+        job(
+            "statistics",
+            JobKind.STATISTICS,
+            prep,
+            "statistics",
+            task_paths(
+                prep,
+                "statistics",
+                checked,
+                extras,
+                {**medperf, "output_path": d.statistics},
+            ),
+        ),
     ]
     for model in bench.models:
         jobs.append(
@@ -139,7 +154,13 @@ def plan_site(
                 JobKind.EVALUATE,
                 cubes.metrics,
                 "evaluate",
-                task_paths(cubes.metrics, "evaluate", official, {"parameters_file": metrics_params}),
+                task_paths(
+                    cubes.metrics,
+                    "evaluate",
+                    official,
+                    {"parameters_file": metrics_params},
+                    {"local_outputs_path": d.local_outputs(model.name)},
+                ),
                 model=model.name,
                 voided_inputs=(d.predictions(model.name),),
             )

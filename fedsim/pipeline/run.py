@@ -10,13 +10,13 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from fedsim import __version__
-from fedsim.cube import CubeSpec, image_only_cube, load_cube
+from fedsim.cube import CubeSpec, image_only_cube, load_cube, with_image_settings
 from fedsim.errors import SpecError, StoreError
 from fedsim.executors.base import Executor
 from fedsim.executors.local import LocalExecutor
@@ -57,6 +57,8 @@ class RunOptions:
     # what the CLI says about containment (--allow-unsandboxed): fedsim.runtimes.policy.resolve reads it
     containment: ContainmentOptions = DEFAULT_OPTIONS
     retry_failed: bool = False  # with resume: rerun the jobs that did not succeed, and their dependants
+    # --decryption-key MODEL=FILE: the gpg passphrase file of an encrypted model image, by model name
+    decryption_keys: tuple[tuple[str, Path], ...] = ()
 
 
 @dataclass
@@ -79,16 +81,30 @@ class RunReport:
         return sum(b.seconds for b in self.builds)
 
 
-def load_cubes(bench: BenchmarkSpec) -> Cubes:
+def load_cubes(bench: BenchmarkSpec, decryption_keys: Mapping[str, Path] | None = None) -> Cubes:
+    """The benchmark's cubes, whichever format declares each; a model's image gets its expected digest and its
+    decryption key (the benchmark's ``decryption_key``, else ``decryption_keys``, the CLI's) here, once."""
     assert bench.data_prep.cube is not None and bench.metrics.cube is not None
+    keys = dict(decryption_keys or {})
+    unknown = sorted(set(keys) - {m.name for m in bench.models})
+    if unknown:
+        raise SpecError(
+            f"--decryption-key names no model of the benchmark: {', '.join(unknown)}; fix: use MODEL=FILE with one "
+            f"of {', '.join(m.name for m in bench.models)}",
+            file=str(bench.source) if bench.source else None,
+            field="models",
+        )
     models: dict[str, CubeSpec] = {}
-    for m in bench.models:
-        models[m.name] = load_cube(m.cube) if m.cube is not None else image_only_cube(m.name, m.image or "")
+    for i, m in enumerate(bench.models):
+        cube = load_cube(m.cube) if m.cube is not None else image_only_cube(m.name, m.image or "", bench.image_contract)
+        models[m.name] = with_image_settings(
+            cube, m.decryption_key or keys.get(m.name), m.image_digest, bench.source, f"models[{i}]"
+        )
     for name, cube in models.items():
         if "infer" not in cube.tasks:
             raise SpecError(
-                f"model {name!r}: its mlcube.yaml has no 'infer' task (tasks: {', '.join(cube.tasks)})",
-                file=str(cube.root / "mlcube.yaml"),
+                f"model {name!r}: its {cube.spec_file} has no 'infer' task (tasks: {', '.join(cube.tasks)})",
+                file=str(cube.spec_path),
                 field="tasks.infer",
             )
     return Cubes(load_cube(bench.data_prep.cube), load_cube(bench.metrics.cube), models)
@@ -252,7 +268,16 @@ def prepare_run(options: RunOptions) -> tuple[BenchmarkSpec, list[SiteSpec], Cub
             field="sites",
         )
     sites = load_sites(site_paths)
-    cubes = load_cubes(bench)
+    keys = dict(options.decryption_keys)
+    unknown = sorted(set(keys) - {m.name for m in bench.models})
+    if unknown:
+        raise SpecError(
+            f"--decryption-key for {', '.join(unknown)}: no such model in the benchmark; fix: one of "
+            + ", ".join(m.name for m in bench.models),
+            file=str(bench.source),
+            field="models",
+        )
+    cubes = load_cubes(bench, keys)
     return data_reaches_prep(bench, cubes.data_prep), sites, cubes  # data: reaches the cube, or refused
 
 

@@ -131,7 +131,12 @@ def load_benchmark(path: Path) -> BenchmarkSpec:
     spec = validate_mapping(BenchmarkSpec, read_yaml_mapping(path), path)
     base = path.parent.resolve()
     models = [
-        m.model_copy(update={"cube": _resolve(base, m.cube, file=path, field=f"models[{i}].cube")})
+        m.model_copy(
+            update={
+                "cube": _resolve(base, m.cube, file=path, field=f"models[{i}].cube"),
+                "decryption_key": _resolve(base, m.decryption_key, file=path, field=f"models[{i}].decryption_key"),
+            }
+        )
         for i, m in enumerate(spec.models)
     ]
     spec = spec.model_copy(
@@ -157,13 +162,24 @@ def load_benchmark(path: Path) -> BenchmarkSpec:
         (f"models[{i}].cube", m.cube) for i, m in enumerate(spec.models) if m.cube is not None
     ]:
         assert cube is not None
+        if _exists(cube, "file") or _exists(cube / "container_config.yaml", "file"):
+            continue  # a cube's file itself, or a MedPerf container config (fedsim.cube.load checks it)
         if not _exists(cube / "mlcube.yaml", "file"):
             fets = _exists(cube / "mlcube" / "mlcube.yaml", "file")  # the FeTS layout: <cube>/mlcube/mlcube.yaml
             raise SpecError(
-                f"no mlcube.yaml in {one_line(cube)}; point it at an MLCube directory"
+                f"no mlcube.yaml or container_config.yaml in {one_line(cube)}; point it at an MLCube or a MedPerf "
+                "container config directory"
                 + (f" ({one_line(cube / 'mlcube')}, as MLCube's --mlcube takes it)" if fets else ""),
                 file=str(path),
                 field=field,
+            )
+    for i, m in enumerate(spec.models):
+        if m.decryption_key is not None and not _exists(m.decryption_key, "file"):
+            raise SpecError(
+                f"decryption key file {one_line(m.decryption_key)} does not exist; fix: give the passphrase file "
+                "of the model's encrypted image",
+                file=str(path),
+                field=f"models[{i}].decryption_key",
             )
     return spec
 

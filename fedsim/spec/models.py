@@ -108,17 +108,31 @@ class DataPrepSpec(_Frozen):
     parameters_file: ParametersFile = Field(None, description=_PARAMS_HELP)
 
 
+ImageContract = Literal["fets2022", "medperf"]
+
+
 class ModelRef(_Frozen):
-    """A submission: an MLCube directory, or a bare docker image with the FeTS `infer` contract."""
+    """A submission: a cube (an MLCube or a MedPerf container config), or a bare docker image called by the
+    benchmark's ``image_contract``."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     cube: Path | None = None
     image: str | None = None
+    decryption_key: Path | None = Field(
+        None, description="the passphrase file of an encrypted container config image (gpg), relative to here"
+    )
+    image_digest: str | None = Field(
+        None,
+        pattern=r"^sha256:[0-9a-f]{64}$",
+        description="the expected sha256: of the image (a registry image's id or repo digest; a file's content)",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelRef:
         if (self.cube is None) == (self.image is None):
-            raise ValueError("give exactly one of 'cube' (an MLCube directory) or 'image' (a docker image)")
+            raise ValueError(
+                "give exactly one of 'cube' (an MLCube or container config directory) or 'image' (a docker image)"
+            )
         return self
 
 
@@ -139,6 +153,12 @@ class BenchmarkSpec(_Frozen):
     ranking: RankingSpec = RankingSpec()
     sites: list[Path] = Field(default_factory=list, description="site files or directories, relative to here")
     base_image: str | None = None
+    image_contract: ImageContract = Field(
+        "fets2022",
+        description="how a model given as a bare 'image' is called: fets2022 (the FeTS MLCube arguments: "
+        "infer --data_path=... --output_path=...) or medperf (MedPerf's model template: /mlcommons/volumes/data "
+        "and /mlcommons/volumes/predictions mounted, the image's own command)",
+    )
     sandbox_trusted_cubes: bool = Field(
         False,
         description="run the data-prep and metrics cubes in the local runtime's bubblewrap sandbox too "

@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-
-def cache_root() -> Path:
-    """``$FEDSIM_CACHE_DIR``, else ``$XDG_CACHE_HOME/fedsim``, else ``~/.cache/fedsim``."""
-    env = os.environ.get("FEDSIM_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "fedsim"
-
+from fedsim.cachedir import cache_root
 
 PYENV_DIR = "pyenv"  # the cubes' Python environments (fedsim.runtimes.pyenv): code, never data
 
@@ -21,3 +12,6 @@ PYENV_DIR = "pyenv"  # the cubes' Python environments (fedsim.runtimes.pyenv): c
 def pyenv_root() -> Path:
     """Where the local runtime keeps the cubes' virtual environments (one directory per requirements key)."""
     return cache_root() / PYENV_DIR
+
+
+__all__ = ["PYENV_DIR", "cache_root", "pyenv_root"]

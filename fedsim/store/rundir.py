@@ -53,6 +53,15 @@ class SiteDirectory:
     def statistics(self) -> Path:
         return self.root / "statistics.yaml"
 
+    @property
+    def report(self) -> Path:
+        """prepare's ``report_file`` (MedPerf's ``<dataset>/report.yaml``)."""
+        return self.root / "report.yaml"
+
+    def local_outputs(self, model: str) -> Path:
+        """evaluate's ``local_outputs_path``: what a metrics container keeps at the site."""
+        return self.root / "local_outputs" / model
+
     def predictions(self, model: str) -> Path:
         return self.root / "predictions" / model
 

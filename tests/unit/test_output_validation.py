@@ -141,7 +141,7 @@ def test_metrics_cube_log_line(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 def _infer_job(tmp_path: Path, data: Path, out: Path) -> Job:
-    from fedsim.cube.mlcube import load_cube
+    from fedsim.cube import load_cube
     from fedsim.runtimes.policy import resolve
     from tests.conftest import FIXTURES
 
