@@ -6,6 +6,7 @@
     │   └── InvalidYaml        (yamlsafe) text no YAML loader accepts; keeps the problem and its line
     ├── RuntimeUnavailable     the requested runtime (docker engine, singularity binary) is not usable
     │   ├── ImageMissing       (runtimes.images) a cube's image is neither here nor pullable; its cause and fix
+    │   ├── ImageFileError     (runtimes.imagefiles) an image file that cannot be fetched, checked, decrypted, loaded
     │   ├── Unsandboxed        (runtimes.policy) a submission would run as a plain host process: refused
     │   ├── EnvironmentFailed  (runtimes.pyenv) a cube's requirements could not be installed
     │   └── ScanTimeout        (submission.image) the image's own find ran past the permission scan's deadline

@@ -55,6 +55,9 @@ class LocalExecutor(Executor):
         runtime = self.runtimes.get(policy.instance)  # the instance execute_job uses: its cache counts
         return runtime.prepare(job.cube, job.base_image, progress=progress)
 
+    def close(self) -> None:
+        self.runtimes.close()
+
     def admit(self, job: Job) -> bool:
         grant = self.resources.try_acquire(job)
         if grant is None:

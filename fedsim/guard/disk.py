@@ -39,7 +39,8 @@ def directory_size(path: Path, max_entries: int = 200_000) -> tuple[int, int]:
 
 
 class _OutputWatch(Watch):
-    def __init__(self, paths: tuple[Path, ...], limit: int, interval_s: float, max_entries: int) -> None:
+    def __init__(self, paths: tuple[Path, ...], limit: int, interval_s: float, max_entries: int, what: str) -> None:
+        self._what = what
         self._paths = paths
         self._limit = limit
         self._interval = interval_s
@@ -58,10 +59,10 @@ class _OutputWatch(Watch):
         if size > self._limit:
             return Violation(
                 "output_exceeded",
-                f"wrote {size / MiB:.0f} MiB into output_path, over the limit of {self._limit / MiB:.0f} MiB",
+                f"wrote {size / MiB:.0f} MiB into {self._what}, over the limit of {self._limit / MiB:.0f} MiB",
             )
         if entries >= self._max_entries:
-            return Violation("output_exceeded", f"created more than {self._max_entries} files in output_path")
+            return Violation("output_exceeded", f"created more than {self._max_entries} files in {self._what}")
         return None
 
     def due_in(self, tick_s: float) -> float:
@@ -69,13 +70,22 @@ class _OutputWatch(Watch):
 
 
 class OutputSizeGuard(Guard):
+    """What a task writes into host folders, bounded: its outputs, or (``what="/tmp"``) the host folder a
+    ``mount_paths`` container gets as ``/tmp``, bounded like the tmpfs a submission gets elsewhere."""
+
     def __init__(
-        self, paths: tuple[Path, ...], limit_bytes: int, interval_s: float = 0.1, max_entries: int = 100_000
+        self,
+        paths: tuple[Path, ...],
+        limit_bytes: int,
+        interval_s: float = 0.1,
+        max_entries: int = 100_000,
+        what: str = "output_path",
     ) -> None:
+        self.what = what
         self.paths = paths
         self.limit_bytes = limit_bytes
         self.interval_s = interval_s
         self.max_entries = max_entries
 
     def watch(self, handle: ProcessHandle) -> Watch:
-        return _OutputWatch(self.paths, self.limit_bytes, self.interval_s, self.max_entries)
+        return _OutputWatch(self.paths, self.limit_bytes, self.interval_s, self.max_entries, self.what)

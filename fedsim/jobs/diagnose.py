@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fedsim.cube import Isolation
-from fedsim.runtimes.docker import FIDELITY_HOME
+from fedsim.runtimes.hardening import FIDELITY_HOME
 from fedsim.store.reason import clean_lines
 
 MOUNT_PREFIX = "/mlcube_io"
@@ -347,8 +347,24 @@ def _shared_memory(line: str, errors: list[FileError], iso: Isolation) -> str | 
     return "PyTorch DataLoader workers ran out of shared memory (/dev/shm is small in a container): use num_workers=0"
 
 
+_BUSY_RENAME = re.compile(r"\[Errno 16\] Device or resource busy: .*-> '(?P<target>[^']+)'")
+
+
+def _file_mount_rename(line: str, errors: list[FileError], iso: Isolation) -> str | None:
+    """A container config's file output is mounted by itself (MedPerf mounts it so): renaming a temporary file
+    over it fails with EBUSY, under MedPerf exactly as here."""
+    m = _BUSY_RENAME.search(line)
+    if not m:
+        return None
+    return (
+        f"{m.group('target')} is a file output mounted by itself (as MedPerf mounts it), so a temporary file "
+        "cannot be renamed over it: write the file in place (open it for writing), or write elsewhere and copy"
+    )
+
+
 # Checked in this order on each line, from the last line backwards; the first hit wins.
 _RULES: list[Rule] = [
+    _file_mount_rename,
     _shared_object,
     _no_gpu,
     _shared_memory,

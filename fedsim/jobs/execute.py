@@ -21,6 +21,7 @@ from fedsim.guard.disk import OutputSizeGuard
 from fedsim.guard.gpu import GpuMemoryGuard, GpuSampler
 from fedsim.jobs.diagnose import explain_failure
 from fedsim.jobs.job import Job, JobKind, JobResult, JobStatus
+from fedsim.jobs.readback import read_back_problem
 from fedsim.runtimes.orphans import TOKEN_VAR, job_token
 from fedsim.runtimes.select import RuntimePool
 from fedsim.spec.models import DEFAULT_MAX_PIDS
@@ -105,6 +106,7 @@ def execute_job(
         result.runtime = name
         runtime = runtimes.get(policy.instance)
         runtime.prepare(job.cube, job.base_image)  # image build/pull: before the clock starts
+        result.image = runtime.provenance(job.cube, job.base_image)
         num_cases = count_cases(job.cases_dir)
         result.num_cases = num_cases if job.cases_dir is not None else None
         run_id = job.run_id
@@ -123,6 +125,7 @@ def execute_job(
             gpu_ids=job.gpu_ids,
             pinned=frozenset(name for name, _ in job.paths),
             outputs_dir=job.workdir / "outputs",
+            scratch_dir=job.workdir / "tmp",
             labels={"fedsim.job": job.key, "fedsim.run": run_id},
             env={TOKEN_VAR: job_token(run_id, job.key)},
         )
@@ -153,12 +156,16 @@ def execute_job(
     if job.limits.output_bytes_per_case is not None:
         outputs = tuple(p.host_path for p in inv.parameters if p.io == "output" and p.type == "directory")
         guards.append(OutputSizeGuard(outputs, job.limits.output_bytes_per_case * max(1, num_cases)))
+    if inv.scratch_dir is not None and inv.untrusted:  # a host folder as /tmp: bounded like a submission's tmpfs
+        guards.append(OutputSizeGuard((inv.scratch_dir,), inv.isolation.untrusted_tmpfs_bytes, what="/tmp"))
     if gpu_sampler is not None and job.gpu_ids:
         guards.append(GpuMemoryGuard(gpu_sampler, job.gpu_ids, job.limits.gpu_memory_bytes))
     try:
         outcome = supervise(handle, guards, stop_event=stop_event)
     finally:
         handle.cleanup()
+        if inv.scratch_dir is not None:  # the job's /tmp: scratch, as MedPerf's, not a result (a hostile GiB)
+            shutil.rmtree(inv.scratch_dir, ignore_errors=True)
     result.exit_code = outcome.exit_code
     result.duration_s = outcome.duration_s
     result.peak_rss_bytes = outcome.usage.peak_rss_bytes
@@ -168,6 +175,8 @@ def execute_job(
         result.status, result.reason = JobStatus.INTERRUPTED, "stopped by the user"
     elif outcome.violation is not None:
         result.status, result.reason = JobStatus(outcome.violation.status), outcome.violation.reason
+    elif outcome.exit_code == 0 and (problem := read_back_problem(inv)) is not None:
+        result.status, result.reason = JobStatus.FAILED, problem
     elif outcome.exit_code == 0:
         result.status = JobStatus.SUCCEEDED
         _flush_outputs(inv)

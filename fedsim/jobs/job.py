@@ -159,6 +159,9 @@ class JobResult:
     output_problems: dict[str, list[str]] = field(default_factory=dict)
     # the job's containment policy as resolved before it ran (ContainmentPolicy.record); None: it never ran
     policy: dict[str, Any] | None = None
+    # the container the job ran, for tracing a ranking to exact images (Runtime.provenance):
+    # reference, image id, repo digest, and the archive's or SIF's sha256 where it came from a file
+    image: dict[str, str] | None = None
 
     @property
     def key(self) -> str:

@@ -125,6 +125,8 @@ def summary_dict(data: RunView, stability: RankStability | None) -> dict[str, An
         "jobs": {"total": len(jobs), "by_status": statuses},
         # how each job was held (docker, singularity, bwrap, none): "site/job" -> containment
         "containment": {f"{j.site}/{j.name}": j.containment for j in jobs},
+        # the container each job ran (tag, image id, repo digest, archive/SIF hash): "site/job" -> provenance
+        "images": {f"{j.site}/{j.name}": j.image for j in jobs if j.image},
         "failures": [
             {"site": j.site, "job": j.name, "status": j.status.value, "reason": j.reason, "exit_code": j.exit_code}
             for j in jobs

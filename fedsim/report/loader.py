@@ -179,7 +179,15 @@ def job_result(record: Mapping[str, Any]) -> JobResult:
         sandbox_binary=_text(record.get("sandbox_binary")),
         limits=dict(limits) if isinstance(limits, Mapping) else None,
         output_problems=_problems(record.get("output_problems")),
+        image=_image(record.get("image")),
     )
+
+
+def _image(value: Any) -> dict[str, str] | None:
+    """A job's image provenance (tag, id, repo digest, the archive's or SIF's content hash), as text only."""
+    if not isinstance(value, Mapping):
+        return None
+    return {str(k): str(v) for k, v in value.items() if isinstance(v, str | int)}
 
 
 def _problems(value: Any) -> dict[str, list[str]]:

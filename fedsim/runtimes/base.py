@@ -11,13 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fedsim.cube import CubeSpec, Invocation
+from fedsim.cube import CubeSpec, ImageKind, Invocation
 
 BuildProgress = Callable[[str, str], None]
 """``(image, line)``: one line of output of an image build, pull or conversion in progress."""
 
 # What :meth:`Runtime.prepare` did, most work first (a SIF converted from a freshly built image says "built").
-PREPARE_ACTIONS = ("built", "pulled", "converted", "present")
+PREPARE_ACTIONS = ("built", "pulled", "converted", "loaded", "present")
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,10 @@ class Capabilities:
     containment: str = "none"  # how it holds a task, as the job record says: docker, singularity, bwrap or none
     runs_images: bool = False  # it runs the cube's image (so the image is prepared, inspected, size-checked)
     singularity_fidelity: bool = False  # it can hold a submission as the sites' singularity would (docker)
+    mounts_at_paths: bool = False  # it can mount a volume at the path a cube declares (``mount_paths`` convention)
+    image_kinds: frozenset[ImageKind] = frozenset({ImageKind.REGISTRY})
+    """Where a cube's root file system may come from on it: a registry image (local runtimes: its Dockerfile's
+    build context), a ``docker save`` archive, a SIF."""
 
 
 class ProcessHandle(abc.ABC):
@@ -85,6 +89,14 @@ class Runtime(abc.ABC):
         ``progress`` gets each line of a build in progress; returns what was made ready and how (None: nothing
         to prepare on this runtime)."""
         return None
+
+    def provenance(self, cube: CubeSpec, base_image: str | None = None) -> dict[str, str] | None:
+        """What the job record says of the image a prepared cube runs (reference, image id, registry digest, the
+        file's sha256); None where the runtime runs no image."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what the run made here (image tags it loaded); called once when the run ends."""
 
     def containment(self, inv: Invocation) -> str:
         """How the task is held, as the job record states it: docker, singularity, bwrap or none."""

@@ -21,12 +21,15 @@ from typing import Any
 
 import psutil
 
-from fedsim.cube import CubeSpec, Invocation, container_mounts
+from fedsim.cube import CubeSpec, ImageKind, Invocation, container_mounts
 from fedsim.errors import RuntimeUnavailable
+from fedsim.runtimes import mountpaths
 from fedsim.runtimes.base import BuildProgress, Capabilities, Prepared, ProcessHandle, Runtime
 from fedsim.runtimes.dockerargs import RunOptions, parse_run_fragment
 from fedsim.runtimes.engine import RUNTIME_TIMEOUT_S, docker_client
 from fedsim.runtimes.handover import hand_over, take_back
+from fedsim.runtimes.hardening import harden, limit_memory, singularity_fidelity
+from fedsim.runtimes.imagefiles import ArchiveLoader, ImageFileError, check_image_digest, image_provenance
 from fedsim.runtimes.images import ImageBuilder
 from fedsim.runtimes.paths import host_paths
 from fedsim.runtimes.process import kills_at_once
@@ -34,7 +37,6 @@ from fedsim.runtimes.process import kills_at_once
 LABEL = "fedsim"
 MAX_LOG_BYTES = 64 * 2**20
 NOBODY = 65534
-FIDELITY_HOME = "/home/fedsim-nohome"
 
 
 def container_user() -> tuple[int, int]:
@@ -50,7 +52,7 @@ def cube_run_options(inv: Invocation) -> RunOptions:
     d = inv.cube.docker
     if d is None:
         return RunOptions()
-    file = str(inv.cube.root / "mlcube.yaml")
+    file = str(inv.cube.spec_path)
     fragments = [
         (
             "docker.gpu_args" if inv.cube.platform.accelerator_count else "docker.cpu_args",
@@ -84,8 +86,11 @@ def container_config(inv: Invocation, image: str, user: tuple[int, int]) -> dict
 
     Trusted cubes (data prep, metrics) get what ``mlcube run`` gives them — MLCube's mounts and modes, the
     image's user (the invoking user when that is not root), the network, the cube's docker options — plus an
-    init process, labels and the site's RAM limit. Submissions get the hardening profile on top.
+    init process, labels and the site's RAM limit. Submissions get the hardening profile on top. A cube of the
+    ``mount_paths`` convention gets MedPerf's invocation instead (:mod:`fedsim.runtimes.mountpaths`).
     """
+    if inv.mount_paths:
+        return mountpaths.docker_config(inv, image)
     mounts, args = container_mounts(inv)
     iso = inv.isolation
     opts = cube_run_options(inv)
@@ -113,26 +118,11 @@ def container_config(inv: Invocation, image: str, user: tuple[int, int]) -> dict
         cfg["dropped_options"] = opts.dropped
     if iso.untrusted or os.getuid() != 0:
         cfg["user"] = f"{user[0]}:{user[1]}"
-    if iso.ram_bytes:
-        cfg["mem_limit"] = iso.ram_bytes
-        cfg["memswap_limit"] = iso.ram_bytes
+    limit_memory(cfg, iso)
     if iso.untrusted:
-        cfg["network_mode"] = "none"
-        cfg["cap_drop"] = ["ALL"]
-        cfg["security_opt"] = ["no-new-privileges"]
-        cfg["pids_limit"] = iso.pids_limit
-        # no unbounded writable layer: the image is read-only and /tmp is a tmpfs charged to the memory cgroup
-        cfg["read_only"] = True
-        # no unbounded engine-side log either (the job log fedsim streams is capped separately)
-        cfg["log_config"] = {"type": "json-file", "config": {"max-size": "20m", "max-file": "1"}}
-        if iso.cpus:
-            cfg["nano_cpus"] = int(min(iso.cpus, os.cpu_count() or 1) * 1e9)
-        cfg["tmpfs"] = {"/tmp": f"rw,nosuid,nodev,size={iso.untrusted_tmpfs_bytes},mode=1777"}
+        harden(cfg, iso)
     if iso.singularity_fidelity:
-        cfg["read_only"] = True
-        cfg["tmpfs"] = {"/tmp": f"rw,nosuid,nodev,size={iso.tmpfs_bytes},mode=1777"}
-        cfg["working_dir"] = "/"
-        env["HOME"] = FIDELITY_HOME
+        singularity_fidelity(cfg, env, iso)
     if inv.gpu_ids:
         cfg["gpu_device_ids"] = list(inv.gpu_ids)
         env["NVIDIA_VISIBLE_DEVICES"] = ",".join(inv.gpu_ids)
@@ -207,6 +197,16 @@ def docker_argv(cfg: dict[str, Any]) -> list[str]:
     return [*argv, cfg["image"], *cfg["command"]]
 
 
+def prepared_key(cube: CubeSpec, base_image: str | None) -> tuple[str, str | None]:
+    """Which prepared image a job runs: by the file that declared its cube (two cubes may share a name)."""
+    return (str(cube.spec_path), base_image)
+
+
+def command_line(cfg: dict[str, Any], inv: Invocation) -> list[str]:
+    """The ``docker run`` line of ``cfg`` in the cube's own convention (MLCube's, or MedPerf's order)."""
+    return mountpaths.docker_argv(cfg) if inv.mount_paths else docker_argv(cfg)
+
+
 class DockerRuntime(Runtime):
     name = "docker"
     capabilities = Capabilities(
@@ -216,6 +216,8 @@ class DockerRuntime(Runtime):
         containment="docker",
         runs_images=True,
         singularity_fidelity=True,
+        mounts_at_paths=True,
+        image_kinds=frozenset({ImageKind.REGISTRY, ImageKind.ARCHIVE}),
     )
 
     def __init__(self, client: Any = None) -> None:
@@ -223,27 +225,61 @@ class DockerRuntime(Runtime):
         self.images = ImageBuilder(self.client)
         self.user = container_user()
         self.host_paths = host_paths(self.client)  # fedsim in a container: mount sources are the host's paths
-        self._prepared: dict[tuple[str, str | None], str] = {}
+        self._prepared: dict[tuple[str, str | None], str] = {}  # prepared_key -> image
+        self._provenance: dict[tuple[str, str | None], dict[str, str]] = {}  # prepared_key -> job record's image
+        self.archives = ArchiveLoader(self.client)
 
     def prepare(
         self, cube: CubeSpec, base_image: str | None = None, *, progress: BuildProgress | None = None
     ) -> Prepared:
+        key = prepared_key(cube, base_image)
+        if key in self._prepared:  # once per run: a second job of the cube finds it ready
+            return Prepared(self._prepared[key], "present")
+        source = cube.image_source
+        if source is not None and source.kind is ImageKind.SIF:
+            raise ImageFileError(
+                f"cube {cube.name!r} is a Singularity file: docker cannot run it (MedPerf: 'Cannot run this "
+                "container using docker'); fix: --runtime singularity, or local (its root file system in the sandbox)"
+            )
+        if source is not None and source.kind is ImageKind.ARCHIVE:
+            say = (lambda line: progress(cube.name, line)) if progress is not None else (lambda _line: None)
+            loaded = self.archives.load(cube, say)
+            self._prepared[key] = loaded.reference
+            self._provenance[key] = image_provenance(self.client, loaded.reference, loaded.file_sha256)
+            return Prepared(loaded.reference, "loaded")
         image, action = self.images.ensure_action(cube, base_image, progress=progress)
-        self._prepared[(cube.name, base_image)] = image
+        record = image_provenance(self.client, image)
+        check_image_digest(cube, record)
+        self._prepared[key] = image
+        self._provenance[key] = record
         return Prepared(image, action)
 
+    def provenance(self, cube: CubeSpec, base_image: str | None = None) -> dict[str, str] | None:
+        return self._provenance.get(prepared_key(cube, base_image))
+
+    def close(self) -> None:
+        """Take back the tags of the archives this runtime loaded (MedPerf's ``rmi`` after an archive's run)."""
+        self.archives.remove_loaded()
+        self._prepared.clear()
+        self._provenance.clear()
+
     def argv(self, inv: Invocation) -> list[str]:
-        image = inv.cube.docker.image if inv.cube.docker else "<no image>"
-        return docker_argv(container_config(inv, image, self.user))
+        image = (
+            self._prepared.get(prepared_key(inv.cube, inv.isolation.base_image)) or inv.cube.image_ref or "<no image>"
+        )
+        return command_line(container_config(inv, image, self.user), inv)
 
     def launch(self, inv: Invocation, log_path: Path, workdir: Path) -> ProcessHandle:
         import docker
         from docker.types import DeviceRequest, Mount
 
-        image = self.images.ensure(inv.cube, inv.isolation.base_image)
+        image = self._prepared.get(prepared_key(inv.cube, inv.isolation.base_image)) or self.images.ensure(
+            inv.cube, inv.isolation.base_image
+        )
         cfg = container_config(inv, image, self.user)
         cfg["mounts"] = [(self.host_paths.to_host(src), dst, ro) for src, dst, ro in cfg["mounts"]]
-        handed = hand_over(inv, self.user) if "user" in cfg else []
+        user = mountpaths.run_user(inv.untrusted) if inv.mount_paths else self.user
+        handed = hand_over(inv, user) if "user" in cfg else []
         kwargs = {
             k: v for k, v in cfg.items() if k not in {"mounts", "gpu_device_ids", "cube_options", "dropped_options"}
         }
@@ -256,7 +292,7 @@ class DockerRuntime(Runtime):
             kwargs["device_requests"] = [DeviceRequest(device_ids=cfg["gpu_device_ids"], capabilities=[["gpu"]])]
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "a", encoding="utf-8") as fh:
-            fh.write("$ " + shlex.join(docker_argv(cfg)) + "\n")
+            fh.write("$ " + shlex.join(command_line(cfg, inv)) + "\n")
             if cfg.get("dropped_options"):
                 fh.write(f"$ fedsim: left out for a submission (hardening): {' '.join(cfg['dropped_options'])}\n")
         try:

@@ -35,6 +35,7 @@ from fedsim.cube import CubeSpec
 from fedsim.cube.dockerfile import (
     ARCHIVE,
     URL,
+    Command,
     CopyOp,
     DockerfileError,
     ImageLayout,
@@ -45,7 +46,7 @@ from fedsim.cube.dockerfile import (
     expand_source,
     parse_dockerfile,
 )
-from fedsim.cube.mlcube import MLCUBE_FILE
+from fedsim.cube.spec import MLCUBE_FILE
 from fedsim.errors import RuntimeUnavailable
 from fedsim.runtimes.dockerargs import parse_build_args
 
@@ -125,11 +126,58 @@ def _derive(cube: CubeSpec, task: str, python: str) -> LocalCommand:
     return LocalCommand(tuple(mapper.command(words, label)), True, f"ENTRYPOINT of {df.shown}")
 
 
+@dataclass(frozen=True)
+class ImageCommand:
+    """What docker would run for a ``mount_paths`` cube built from the Dockerfile beside it, and where."""
+
+    argv: tuple[str, ...]
+    workdir: str
+
+
+def mount_paths_command(cube: CubeSpec, task: str, python: str | None = None) -> ImageCommand:
+    """Docker's rule for a ``mount_paths`` cube (MedPerf's ``--entrypoint E`` and command): the task's
+    entrypoint replaces the image's ENTRYPOINT and CMD, its command replaces CMD; the image's are read from the
+    Dockerfile (a shell form runs under ``/bin/sh -c``). The words stay container paths — the sandbox mounts the
+    image's layout at them — except that a Python interpreter is the cube's environment's. Raises
+    :class:`RuntimeUnavailable` where no Dockerfile tells what the image holds."""
+    python = python or sys.executable
+    spec = cube.task(task)
+    mapper = _Mapper(cube, python)
+    try:
+        df = mapper.dockerfile()
+    except _Unmappable as exc:
+        raise RuntimeUnavailable(f"cube {cube.name!r} cannot run locally: {exc}") from None
+    if df is None:
+        raise RuntimeUnavailable(
+            f"cube {cube.name!r} cannot run locally: there is no {mapper.shown} beside {cube.spec_path.name} to "
+            "lay out its image from (the sandbox builds a cube's root file system from its build context); "
+            "fix: use the docker runtime"
+        )
+
+    def docker_form(command: Command | None) -> list[str]:
+        if command is None:
+            return []
+        return ["/bin/sh", "-c", command.text] if command.shell else list(command.words)
+
+    if spec.entrypoint is not None:
+        words = [spec.entrypoint, *(spec.command or ())]
+    else:
+        words = docker_form(df.stage.entrypoint) + (list(spec.command or ()) or docker_form(df.stage.cmd))
+    if not words:
+        raise RuntimeUnavailable(
+            f"cube {cube.name!r} cannot run locally: task {task!r} gives no command and {df.shown} sets neither "
+            f"ENTRYPOINT nor CMD; fix: set tasks.{task}.run_args.command in {cube.spec_path.name}"
+        )
+    if _PYTHON.fullmatch(posixpath.basename(words[0])):
+        words[0] = python
+    return ImageCommand(tuple(words), df.stage.workdir or "/")
+
+
 def _build_args(cube: CubeSpec) -> dict[str, str]:
     """The cube's ``--build-arg`` values (mapping or CLI fragment), read as the docker runtime reads them."""
     if cube.docker is None:
         return {}
-    return parse_build_args(cube.docker.build_args, file=str(cube.root / "mlcube.yaml")).buildargs
+    return parse_build_args(cube.docker.build_args, file=str(cube.spec_path)).buildargs
 
 
 # ---------------------------------------------------------------- container paths → host paths

@@ -24,11 +24,19 @@ def hand_over(inv: Invocation, user: tuple[int, int]) -> Handed:
     for p in inv.parameters:
         if p.io != "output":
             continue
-        target = p.host_path if p.type == "directory" else p.host_path.parent
-        target.mkdir(parents=True, exist_ok=True)
+        if inv.mount_paths and p.type == "file":
+            target = p.host_path  # mounted by itself (created and touched before the run): the file is handed
+        else:
+            target = p.host_path if p.type == "directory" else p.host_path.parent
+            target.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(OSError):
             os.chown(target, *user)
             handed.append((target, p.type == "directory"))
+    if inv.scratch_dir is not None:  # the container's /tmp
+        inv.scratch_dir.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            os.chown(inv.scratch_dir, *user)
+            handed.append((inv.scratch_dir, True))
     return handed
 
 

@@ -186,7 +186,7 @@ class ImageBuilder:
         d = cube.docker
         context = cube.build_context_dir
         dockerfile = context / d.build_file
-        args = dict(parse_build_args(d.build_args, file=str(cube.root / "mlcube.yaml")).buildargs)
+        args = dict(parse_build_args(d.build_args, file=str(cube.spec_path)).buildargs)
         if base_image:
             args["BASE_IMAGE"] = base_image
         extra = ""
@@ -202,7 +202,7 @@ class ImageBuilder:
         if not (context / d.build_file).is_file():
             raise RuntimeUnavailable(f"cube {cube.name!r}: no {d.build_file} in {context} to build {d.image} from")
         args, digest = self._build_args(cube, base_image, progress)
-        opts = parse_build_args(d.build_args, file=str(cube.root / "mlcube.yaml"))
+        opts = parse_build_args(d.build_args, file=str(cube.spec_path))
         extra = {"nocache": opts.nocache, "pull": opts.pull, "target": opts.target, "network_mode": opts.network_mode}
         self._build(str(context), d.build_file, d.image, args, digest, {k: v for k, v in extra.items() if v}, progress)
 

@@ -26,7 +26,7 @@ from fedsim.cube import CubeSpec, Invocation
 from fedsim.errors import RuntimeUnavailable
 from fedsim.runtimes import pyenv, sandbox
 from fedsim.runtimes.base import BuildProgress, Capabilities, Prepared, ProcessHandle, Runtime
-from fedsim.runtimes.entrypoint import cube_image, local_command
+from fedsim.runtimes.entrypoint import cube_image, local_command, mount_paths_command
 from fedsim.runtimes.handover import hand_over, take_back
 from fedsim.runtimes.imagefs import ImageMount, image_mounts
 from fedsim.runtimes.layouthint import layout_hint
@@ -90,6 +90,8 @@ class LocalRuntime(Runtime):
 
     def argv(self, inv: Invocation) -> list[str]:
         python = self.environment(inv.cube).python
+        if inv.mount_paths:  # only the sandbox runs these (the policy): container paths, the image's command
+            return list(mount_paths_command(inv.cube, inv.task, python=python).argv)
         cmd = local_command(inv.cube, inv.task, python=python)  # RuntimeUnavailable when ambiguous
         args = inv.host_args() if cmd.passes_args else []  # a one-word task entrypoint gets none, as under docker
         return [*cmd.head, *([inv.task] if cmd.passes_task else []), *args]
@@ -119,7 +121,7 @@ class SandboxedLocalRuntime(LocalRuntime):
     """The local runtime inside bubblewrap; refuses to exist where :func:`sandbox.probe` fails."""
 
     capabilities = Capabilities(
-        isolates_filesystem=True, isolates_network=True, supports_gpus=True, containment="bwrap"
+        isolates_filesystem=True, isolates_network=True, supports_gpus=True, containment="bwrap", mounts_at_paths=True
     )
 
     def __init__(self, python: str | None = None) -> None:
@@ -154,7 +156,8 @@ class SandboxedLocalRuntime(LocalRuntime):
         if image is not None:
             avoid = [str(p.host_path) for p in inv.parameters] + list(policy.hidden)
             mounts = image_mounts(image.layout, avoid=avoid)
-        return dataclasses.replace(policy, layout=layout, image=mounts)
+        workdir = mount_paths_command(inv.cube, inv.task).workdir if inv.mount_paths else "/"
+        return dataclasses.replace(policy, layout=layout, image=mounts, workdir=workdir)
 
     def launch(self, inv: Invocation, log_path: Path, workdir: Path) -> ProcessHandle:
         command = super().command(inv)

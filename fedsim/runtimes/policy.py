@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from fedsim.cube import CubeSpec, image_only_cube
+from fedsim.cube import CallConvention, CubeSpec, ImageKind, image_only_cube
 from fedsim.errors import RuntimeUnavailable
 from fedsim.runtimes import select
 from fedsim.runtimes.base import Capabilities
@@ -57,6 +57,7 @@ class ContainmentOptions:
 
 
 DEFAULT_OPTIONS = ContainmentOptions()  # a run without --allow-unsandboxed
+
 
 @dataclass(frozen=True)
 class ContainmentPolicy:
@@ -114,12 +115,30 @@ def _as_sites(requested: str, cube: CubeSpec) -> str:
         raise RuntimeUnavailable(f"unknown runtime {requested!r}; choose one of {', '.join(CHECK_RUNTIMES)}")
     if requested == "local":
         return "local"
-    container_ok = cube.docker is not None and (select.docker_available() or select.singularity_binary() is not None)
+    container_ok = cube.docker_runnable and (select.docker_available() or select.singularity_binary() is not None)
     if requested == "auto":
         return "singularity" if container_ok else "local"
     if not select.docker_available() and not (requested == "singularity" and select.singularity_binary()):
         raise RuntimeUnavailable(f"--runtime {requested}: no Docker engine answers (use --runtime local)")
     return "singularity"
+
+
+def check_image(cube: CubeSpec, caps: Capabilities, runtime: str) -> None:
+    """Refuse, in one line, a cube whose image or call convention the runtime cannot give it (a SIF on docker,
+    a ``docker save`` archive where no root file system is unpacked, declared mount paths without binds)."""
+    kind = cube.image_source.kind if cube.image_source is not None else ImageKind.REGISTRY
+    if kind not in caps.image_kinds:
+        able = ", ".join(k.value for k in caps.image_kinds)
+        what = {ImageKind.SIF: "a Singularity file", ImageKind.ARCHIVE: "a docker save archive"}.get(kind, "an image")
+        raise RuntimeUnavailable(
+            f"cube {cube.name!r} is {what}, which the {runtime} runtime cannot run (it runs: {able}); fix: "
+            + ("use the singularity runtime, or the local one" if kind is ImageKind.SIF else "use the docker runtime")
+        )
+    if cube.convention is CallConvention.MOUNT_PATHS and not caps.mounts_at_paths:
+        raise RuntimeUnavailable(
+            f"cube {cube.name!r} declares the paths its volumes are mounted at, which the {runtime} runtime cannot "
+            "give; fix: use docker, singularity or the local runtime's sandbox"
+        )
 
 
 def _holds_itself(caps: Capabilities) -> bool:
@@ -144,7 +163,9 @@ def resolve(
         name = select.runtime_for(asked, cube)
         caps = select.runtime_capabilities(name)
         fidelity = untrusted and asked == "singularity" and caps.singularity_fidelity
-        if _holds_itself(caps) or not (untrusted or sandbox_trusted):
+        at_paths = cube.convention is CallConvention.MOUNT_PATHS and not caps.mounts_at_paths  # needs the sandbox
+        if _holds_itself(caps) or not (untrusted or sandbox_trusted or at_paths):
+            check_image(cube, caps, name)
             plain = not _holds_itself(caps)
             return ContainmentPolicy(
                 runtime=name, instance=name, containment=caps.containment, untrusted=untrusted,
@@ -156,10 +177,17 @@ def resolve(
         if found.ok:
             binary = found.binary.label if found.binary is not None else found.bwrap
             held = select.runtime_capabilities(SANDBOX)
+            check_image(cube, held, f"{name} (in its bubblewrap sandbox)")
             return ContainmentPolicy(
                 runtime=name, instance=SANDBOX, containment=held.containment, untrusted=untrusted, unsandboxed="",
                 bwrap=binary,
             )  # fmt: skip
+        if at_paths:
+            raise RuntimeUnavailable(
+                f"cube {cube.name!r} declares the paths its volumes are mounted at, which the {name} runtime can "
+                f"give only inside its bubblewrap sandbox, and the sandbox cannot run here: {found.reason}; fix: "
+                f"{found.fix or 'install bubblewrap'}, or use the docker runtime"
+            )
         if options.allow_unsandboxed or cube.origin.trusted_code:
             why = ALLOWED if options.allow_unsandboxed else BUNDLED
             return ContainmentPolicy(runtime=name, instance=name, untrusted=untrusted, unsandboxed=why)
@@ -238,6 +266,7 @@ __all__ = [
     "ContainmentOptions",
     "ContainmentPolicy",
     "Unsandboxed",
+    "check_image",
     "choose",
     "refuse_unsandboxed",
     "refuse_unsandboxed_checks",

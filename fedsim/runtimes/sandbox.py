@@ -110,6 +110,9 @@ class SandboxPolicy:
     bwrap: str = "bwrap"
     setpriv: str = "setpriv"
     prlimit: str = "prlimit"
+    workdir: str = "/"
+    """Where the task starts: the read-only root, as singularity's ``--pwd /``; a ``mount_paths`` cube, which
+    docker starts in its image's ``WORKDIR``, there."""
     image: tuple[ImageMount, ...] = ()
     """The image's file layout (:mod:`fedsim.runtimes.imagefs`): build-context files, read-only, at the container
     paths the Dockerfile copies them to; a mount onto or inside a path bound above is left out."""
@@ -121,6 +124,11 @@ class _Bind:
     writable: bool
     kind: str = "bind"  # bind | try (a missing source is skipped)
     param: bool = False  # a parameter's path (the job's data), not code
+    dest: str | None = None  # where the sandbox sees it, when not at its host path (a declared mount path)
+
+    @property
+    def target(self) -> str:
+        return self.dest or self.path
 
 
 def _parents(path: str) -> list[str]:
@@ -153,9 +161,16 @@ def invocation_binds(inv: Invocation, command: Sequence[str]) -> list[_Bind]:
     """The cube's own paths: its build context and the command's files inside its own directories, read-only,
     then each parameter at its host path — an input read-only (exactly that file or directory), an output
     writable (a file output's directory, as MLCube mounts it: tools write a temporary file beside it and
-    rename). An executable elsewhere (the Python running fedsim, ``/usr/bin/...``) is already visible."""
+    rename). An executable elsewhere (the Python running fedsim, ``/usr/bin/...``) is already visible.
+
+    A cube of the ``mount_paths`` convention (MedPerf's) gets each parameter at its declared mount path instead,
+    an output file by itself (MedPerf mounts the file, not its folder); its ``/tmp`` stays the sandbox's own
+    bounded tmpfs."""
     binds: dict[str, _Bind] = {}
     own = cube_dirs(inv)
+    if inv.mount_paths:
+        for host, dest, read_only in mountpaths_binds(inv):
+            binds[dest] = _Bind(host, not read_only, "bind", True, dest)
 
     def add(path: str | Path, writable: bool, kind: str = "bind", param: bool = False) -> None:
         p = os.path.normpath(str(path))
@@ -171,12 +186,23 @@ def invocation_binds(inv: Invocation, command: Sequence[str]) -> list[_Bind]:
             path = os.path.dirname(os.path.realpath(word)) if i == 0 else os.path.normpath(word)
             if _under(path, own):
                 add(path, False, "try")
-    for p in inv.parameters:
+    for p in () if inv.mount_paths else inv.parameters:
         if p.io == "output":
             add(p.host_path if p.type == "directory" else p.host_path.parent, True, param=True)
         else:
             add(p.host_path, False, "try", param=True)
     return list(binds.values())
+
+
+def mountpaths_binds(inv: Invocation) -> list[tuple[str, str, bool]]:
+    """``(host, mount path, read_only)`` of a ``mount_paths`` invocation's parameters, MedPerf's modes."""
+    params = inv.cube.task(inv.task).parameters
+    out: list[tuple[str, str, bool]] = []
+    for p in inv.parameters:
+        declared = params.inputs.get(p.name) or params.outputs.get(p.name)
+        if declared is not None and declared.mount_path is not None and declared.mount_path != "/tmp":
+            out.append((str(p.host_path), declared.mount_path, p.io == "input"))
+    return out
 
 
 def bwrap_argv(inv: Invocation, command: Sequence[str], policy: SandboxPolicy) -> list[str]:
@@ -238,23 +264,28 @@ def _argv(own: list[_Bind], command: Sequence[str], policy: SandboxPolicy) -> li
     code = [_Bind(p, False, "try") for p in layout.runtime_paths] + [b for b in own if not b.param]
     seen: dict[str, _Bind] = {}
     for b in [c for c in code if not exposes(c.path)] + [b for b in own if b.param]:
-        old = seen.get(b.path)
-        seen[b.path] = b if old is None else _Bind(b.path, b.writable or old.writable, old.kind, old.param or b.param)
+        old = seen.get(b.target)
+        seen[b.target] = (
+            b
+            if old is None
+            else _Bind(b.path, b.writable or old.writable, old.kind, old.param or b.param, old.dest or b.dest)
+        )
     writable: list[str] = []
     # parents before children, so an inner bind lands on top of the outer one
-    for b in sorted(seen.values(), key=lambda b: (len(PurePosixPath(b.path).parts), b.path)):
-        if b.path == "/" or _under(b.path, ("/proc", "/dev", "/sys")):
+    for b in sorted(seen.values(), key=lambda b: (len(PurePosixPath(b.target).parts), b.target)):
+        dest = b.target
+        if dest == "/" or _under(dest, ("/proc", "/dev", "/sys")):
             continue  # never the host's root, nor a host path into the sandbox's own /proc, /dev
-        if not b.writable and _under(b.path, readonly) and not _under(b.path, writable):
+        if b.dest is None and not b.writable and _under(dest, readonly) and not _under(dest, writable):
             continue  # already visible, read-only, through a tree bound above it
         flag = "--bind" if b.writable else ("--ro-bind-try" if b.kind == "try" else "--ro-bind")
-        argv += [*parents(b.path), flag, b.path, b.path]
-        mounted.append(b.path)
-        (writable if b.writable else readonly).append(b.path)
+        argv += [*parents(dest), flag, b.path, dest]
+        mounted.append(dest)
+        (writable if b.writable else readonly).append(dest)
     argv += _image_args(policy.image, mounted, made, parents)
     # the working directory is the read-only root, as singularity's --pwd / at a site: scratch files belong in
     # output_path or /tmp, and a cube that writes beside itself fails here as it would there
-    argv += ["--remount-ro", "/", "--chdir", "/", "--"]
+    argv += ["--remount-ro", "/", "--chdir", policy.workdir, "--"]
     if policy.root_mode:
         argv += [
             policy.setpriv,
@@ -301,6 +332,8 @@ def sandbox_env(inv: Invocation, base: Mapping[str, str], policy: SandboxPolicy,
     }
     if policy.layout.python_path:
         env["PYTHONPATH"] = ":".join(policy.layout.python_path)
+    if inv.mount_paths:  # MedPerf's run_args.environment (its ``--env``), before fedsim's own variables
+        env.update(inv.cube.task(inv.task).environment)
     env.update(inv.env)
     if inv.gpu_ids:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(inv.gpu_ids)

@@ -60,6 +60,12 @@ class RuntimePool:
             self._instances[name] = _load(name)()
         return self._instances[name]
 
+    def close(self) -> None:
+        """Close every runtime this run started, each once (an archive's tags go), then forget them."""
+        instances, self._instances = list(self._instances.values()), {}
+        for runtime in {id(r): r for r in instances}.values():
+            runtime.close()
+
 
 def singularity_binary() -> str | None:
     """``singularity`` or ``apptainer`` on PATH (either is accepted, as at the FeTS sites)."""
@@ -69,17 +75,26 @@ def singularity_binary() -> str | None:
 def runtime_for(requested: str, cube: CubeSpec) -> str:
     """Resolve a site's runtime setting to a concrete runtime for this cube.
 
-    ``auto``: docker when an engine answers and the cube has a docker section, else local.
-    ``singularity`` without the binary: docker in singularity-fidelity mode (the caller sets the mode).
+    ``auto``: docker when an engine answers and docker can run the cube's image (an image or a ``docker save``
+    archive); a SIF: singularity where its binary is, else local; else local.
+    ``singularity`` without the binary: docker in singularity-fidelity mode (the caller sets the mode), except
+    for a SIF, which docker cannot run.
     """
     if requested == "auto":
-        return "docker" if cube.docker is not None and docker_available() else "local"
-    if requested == "singularity" and singularity_binary() is None:
+        if cube.sif_image:
+            return "singularity" if singularity_binary() is not None else "local"
+        return "docker" if cube.docker_runnable and docker_available() else "local"
+    if requested == "singularity" and singularity_binary() is None and not cube.sif_image:
         if docker_available():
             return "docker"
         raise RuntimeUnavailable(
             "runtime 'singularity': neither singularity/apptainer nor a Docker engine "
             "(for its fidelity mode) is available here"
+        )
+    if requested == "singularity" and singularity_binary() is None:
+        raise RuntimeUnavailable(
+            f"cube {cube.name!r} is a Singularity file and neither singularity nor apptainer is on PATH (docker "
+            "cannot run a SIF); fix: install one, or use the local runtime, which runs it from its root file system"
         )
     if requested not in _REGISTRY or requested == "sandbox":
         names = ", ".join(n for n in _REGISTRY if n != "sandbox")

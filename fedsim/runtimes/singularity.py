@@ -35,9 +35,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from fedsim.cube import CubeSpec, Invocation, container_mounts
+from fedsim.cube import CubeSpec, ImageKind, Invocation, container_mounts
 from fedsim.errors import RuntimeUnavailable
-from fedsim.runtimes import engine, select
+from fedsim.runtimes import engine, mountpaths, select
 from fedsim.runtimes.base import BuildProgress, Capabilities, Prepared, ProcessHandle, Runtime
 from fedsim.runtimes.images import ImageBuilder
 from fedsim.runtimes.process import HostProcess
@@ -64,7 +64,10 @@ def _csv_field(item: str) -> str:
 
 
 def singularity_argv(binary: str, sif: str | Path, inv: Invocation) -> list[str]:
-    """The exact ``run`` command line for ``inv``; pure, so the flags are unit-tested without singularity."""
+    """The exact ``run`` command line for ``inv``; pure, so the flags are unit-tested without singularity. A cube
+    of the ``mount_paths`` convention gets MedPerf's (:func:`fedsim.runtimes.mountpaths.singularity_argv`)."""
+    if inv.mount_paths:
+        return mountpaths.singularity_argv(binary, sif, inv)
     mounts, args = container_mounts(inv)
     entry = inv.entrypoint
     argv = [
@@ -112,13 +115,19 @@ def launch_env(binary: str, inv: Invocation, workdir: Path) -> dict[str, str]:
         "HOME": str(workdir),
         "LANG": os.environ.get("LANG", "C.UTF-8"),
     }
+    if inv.mount_paths:  # MedPerf's convention: the environment through SINGULARITYENV_ variables, not argv
+        return {**env, **mountpaths.singularity_env(env_prefix(binary), inv)}
     if inv.isolation.untrusted:
         env[env_prefix(binary) + "CUDA_VISIBLE_DEVICES"] = ",".join(inv.gpu_ids)
     return env
 
 
 def declared_sifs(cube: CubeSpec) -> list[Path]:
-    """Where the cube's own SIF may be, in MLCube's order: ``image_dir`` (default ``workspace/.image``), root."""
+    """Where the cube's own SIF may be, in MLCube's order: ``image_dir`` (default ``workspace/.image``), root; a
+    container config's local ``SingularityFile`` is its one path."""
+    src = cube.image_source
+    if src is not None and src.kind is ImageKind.SIF and not src.encrypted and not src.location.startswith("http"):
+        return [Path(src.location)]
     if cube.singularity is None:
         return []
     image = Path(cube.singularity.image).expanduser()
@@ -147,6 +156,8 @@ class SingularityRuntime(Runtime):
         isolates_network=True,
         containment="singularity",
         runs_images=True,
+        mounts_at_paths=True,
+        image_kinds=frozenset({ImageKind.REGISTRY, ImageKind.SIF}),  # archives: not converted yet (docker loads them)
     )
 
     def __init__(self, binary: str | None = None, docker_client: Any = None, cache_dir: Path | None = None) -> None:
@@ -172,6 +183,13 @@ class SingularityRuntime(Runtime):
     def prepare(
         self, cube: CubeSpec, base_image: str | None = None, *, progress: BuildProgress | None = None
     ) -> Prepared:
+        src = cube.image_source
+        if src is not None and src.kind is ImageKind.SIF and (src.encrypted or src.location.startswith("http")):
+            what = "an encrypted Singularity file" if src.encrypted else "a Singularity file to download"
+            raise RuntimeUnavailable(
+                f"cube {cube.name!r} is {what}, which fedsim's singularity runtime does not run yet; fix: decrypt or "
+                "download it and give its local path in 'image' (SingularityFile)"
+            )
         sif, action = self._sif_action(cube, base_image, progress)
         return Prepared(str(sif), action)
 

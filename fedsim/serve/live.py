@@ -17,7 +17,7 @@ __all__ = ["FINAL_PHASES", "LiveBoard", "RunFeed"]
 
 FINAL_PHASES = frozenset(
     {"PASS", "WARN", "FAIL", "ERROR", "succeeded", "failed", "timeout", "done", "interrupted"}
-    | {"built", "pulled", "converted", "present"}  # the build phase's actions
+    | {"built", "pulled", "converted", "loaded", "present"}  # the build phase's actions
 )
 
 
@@ -76,7 +76,7 @@ class LiveBoard:
             }
 
 
-BUILD_ACTIONS = frozenset({"built", "pulled", "converted", "present", "failed", "interrupted"})
+BUILD_ACTIONS = frozenset({"built", "pulled", "converted", "loaded", "present", "failed", "interrupted"})
 
 
 class RunFeed:

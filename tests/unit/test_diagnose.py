@@ -352,3 +352,19 @@ def test_shutil_copy_with_both_modes_falls_back_to_the_caller() -> None:
     )
     hint = explain_failure(log, FIDELITY)
     assert hint is not None and ROOT_ONLY in hint  # copyfile is not a write call by itself: read by default
+
+
+def test_rename_over_a_file_mount_names_the_cause() -> None:
+    """A container config's file output is mounted alone (MedPerf's -v host_file:/…/results.yaml): an atomic
+    write's rename over it fails with EBUSY, and the hint says how to write it instead."""
+    tail = (
+        "Traceback (most recent call last):\n"
+        "OSError: [Errno 16] Device or resource busy: '/mlcommons/volumes/results/.results.yaml.x1.tmp' -> "
+        "'/mlcommons/volumes/results/results.yaml'"
+    )
+    hint = explain_failure(tail, Isolation())
+    assert hint == (
+        "/mlcommons/volumes/results/results.yaml is a file output mounted by itself (as MedPerf mounts it), so a "
+        "temporary file cannot be renamed over it: write the file in place (open it for writing), or write "
+        "elsewhere and copy"
+    )

@@ -9,7 +9,7 @@ from fedsim.jobs.job import JobResult
 from fedsim.report.html.markup import flag, num, section, size, table
 from fedsim.report.runview import RunView, seconds_per_case
 
-__all__ = ["builds", "containment", "jobs", "status"]
+__all__ = ["builds", "containment", "image", "images", "jobs", "status"]
 
 
 def status(job: JobResult) -> str:
@@ -26,6 +26,39 @@ def containment(job: JobResult) -> str:
     if job.containment == "none" and job.kind == "infer":
         return '<span class="status-bad">none (unsandboxed)</span>'
     return escape(job.containment or "")
+
+
+def image(job: JobResult) -> str:
+    """The image a job ran, by tag and short id (the full id in the tooltip): a ranking traces to containers."""
+    if not job.image:
+        return ""
+    tag, ident = job.image.get("image", ""), job.image.get("image_id", "")
+    short = ident.removeprefix("sha256:")[:12]
+    title = " · ".join(f"{k}: {v}" for k, v in job.image.items())
+    return f'<span title="{escape(title)}">{escape(tag)}{" " + escape(short) if short else ""}</span>'
+
+
+def images(data: RunView) -> str:
+    """Each model's container as it ran: tag, image id, registry digest, and the archive's or SIF's hash."""
+    seen: dict[str, dict[str, str]] = {}
+    for j in data.jobs:
+        if j.kind == "infer" and j.model and j.image and j.model not in seen:
+            seen[j.model] = j.image
+    if not seen:
+        return ""
+    rows = [
+        [
+            escape(model),
+            escape(img.get("image", "")),
+            escape(img.get("image_id", "")),
+            escape(img.get("repo_digest", "")),
+            escape(img.get("file_sha256", "")),
+        ]
+        for model, img in sorted(seen.items())
+    ]
+    return "<h3>Containers</h3>" + table(
+        ["model", "image", "image id", "repo digest", "file sha256"], rows, [""] * len(rows)
+    )
 
 
 def builds(data: RunView) -> str:
@@ -58,7 +91,7 @@ def builds(data: RunView) -> str:
 
 def jobs(data: RunView) -> str:
     header = ["site", "job", "status", "reason", "exit", "duration", "s / case", "peak GPU mem", "peak RAM", "runtime"]
-    header.append("containment")
+    header += ["containment", "image"]
     rows, classes = [], []
     for j in data.jobs:
         rows.append(
@@ -74,6 +107,7 @@ def jobs(data: RunView) -> str:
                 size(j.peak_rss_bytes),
                 escape(j.runtime or ""),
                 containment(j),
+                image(j),
             ]
         )
         classes.append("failed" if not j.status.finished_ok else "flagged" if j.output_problems else "")
@@ -88,7 +122,7 @@ def jobs(data: RunView) -> str:
             f'<div class="failure"><b>{escape(j.site)} / {escape(j.name)}</b> — {status(j)}: {escape(j.reason)}'
             f"<details open><summary>last lines of the log{where}</summary>{tail}</details></div>"
         )
-    body = builds(data) + table(header, rows, classes)
+    body = builds(data) + table(header, rows, classes) + images(data)
     if failures:
         body += f"<h3>Failures ({len(failures)})</h3>" + "".join(failures)
     else:
