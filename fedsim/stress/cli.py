@@ -36,7 +36,13 @@ def _f(v: float | None, fmt: str = ".3f") -> str:
 
 
 def stress(
-    models: Annotated[list[Path], typer.Argument(help="one or more MLCube directories (several are compared)")],
+    models: Annotated[
+        list[Path],
+        typer.Argument(
+            help="one or more cubes: MLCube or MedPerf container folders, or their mlcube.yaml / container_config.yaml "
+            "(several are compared)"
+        ),
+    ],
     data: Annotated[
         Path | None,
         typer.Option(

@@ -99,22 +99,26 @@ def check_selection(shifts: tuple[str, ...], levels: tuple[int, ...]) -> tuple[l
 
 
 def load_models(paths: tuple[Path, ...]) -> list[StressModel]:
-    """MLCube directories (or their ``mlcube.yaml``) → models named after their directory, made unique."""
+    """Cubes — MLCube or MedPerf container folders, or the file declaring one — → models named after their
+    folder, made unique. A cube whose ``infer`` cannot take data_path and output_path is refused before any
+    case is shifted."""
     from fedsim.cube import load_cube
+    from fedsim.submission.locate import default_name, locate_cube
+    from fedsim.submission.static import infer_problems
 
     if not paths:
-        raise SpecError("give at least one MLCube directory", field="MODEL")
+        raise SpecError("give at least one cube directory (mlcube.yaml or container_config.yaml)", field="MODEL")
     models: list[StressModel] = []
     used: set[str] = set()
     for p in paths:
-        p = p.expanduser().resolve()
-        directory = p.parent if p.name.endswith((".yaml", ".yml")) else p
-        if not (directory / "mlcube.yaml").is_file():
-            raise SpecError("no mlcube.yaml here; point MODEL at an MLCube directory", file=str(p), field="MODEL")
-        cube = load_cube(directory)
+        location = locate_cube(p.expanduser().resolve(), "MODEL")
+        cube = load_cube(location)
         if "infer" not in cube.tasks:
-            raise SpecError("the cube has no 'infer' task", file=str(directory / "mlcube.yaml"), field="tasks")
-        name = re.sub(r"[^A-Za-z0-9_.-]", "_", directory.name) or "model"
+            raise SpecError("the cube has no 'infer' task", file=str(cube.spec_path), field="tasks")
+        problems = infer_problems(cube)
+        if problems:
+            raise SpecError("; ".join(problems), file=str(cube.spec_path), field="tasks.infer")
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", default_name(location)) or "model"
         base, i = name, 2
         while name in used:
             name, i = f"{base}-{i}", i + 1

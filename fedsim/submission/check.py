@@ -1,7 +1,8 @@
 """Check one submission end to end: static checks, image checks, the ``infer`` run, its outputs, metrics.
 
 Checks run from the cheapest to the most expensive and all of them run (every problem is listed), except that
-nothing runs once ``mlcube.yaml`` is unusable or the image does not build.
+nothing runs once the cube's file (``mlcube.yaml`` or ``container_config.yaml``) is unusable or the image is not
+there (not built, pulled or loaded).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import psutil
 
-from fedsim.cube import CubeSpec, image_only_cube
+from fedsim.cube import CubeSpec, ImageKind, image_only_cube
 from fedsim.errors import RuntimeUnavailable, SpecError
 from fedsim.executors.base import Executor
 from fedsim.jobs.job import JobStatus
@@ -29,6 +30,7 @@ from fedsim.runtimes.policy import resolve
 from fedsim.runtimes.select import RuntimePool, docker_available
 from fedsim.submission import dynamic, forecast, image, localenv, outputs, static
 from fedsim.submission.attempts import attempt_checks
+from fedsim.submission.locate import default_name, locate_cube
 from fedsim.submission.options import CheckOptions
 from fedsim.submission.report import Check, SubmissionReport, failed, passed, skipped
 from fedsim.submission.toydata import CheckData
@@ -37,45 +39,49 @@ PhaseSink = Callable[[str, str], None]  # (submission, phase)
 GiB = 1024**3
 RAM_SHARE = 0.5  # a check never gets a memory limit above this share of the machine's RAM
 _IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
+# how an image was to be made ready -> (what failed, the fix)
+BUILD_FAILURE = {
+    "image": ("pull or find", "load the image locally (docker load)"),
+    "archive": ("load", "give a docker save tar of the image (docker save -o FILE IMAGE) beside the config"),
+    "dockerfile": ("build", "fix the Dockerfile where the build failed"),
+}
 METRIC_KEYS = ("Dice_ET", "Dice_TC", "Dice_WT", "Hausdorff95_ET", "Hausdorff95_TC", "Hausdorff95_WT")
 
 
 @dataclass(frozen=True)
 class Target:
-    """A submission: an MLCube folder (``cube_dir``) or a bare image that follows the FeTS infer contract."""
+    """A submission: a cube (``cube_dir``, the folder holding its ``mlcube.yaml`` or ``container_config.yaml``;
+    ``cube_file``, the declaring file when it was named itself) or a bare image that follows the FeTS infer
+    contract."""
 
     name: str
     spec: str
     cube_dir: Path | None = None
     image: str | None = None
+    cube_file: Path | None = None
 
-
-def mlcube_folder(path: Path) -> Path | None:
-    """The folder holding ``mlcube.yaml``: ``path`` itself, or ``path/mlcube`` — the layout of the FeTS cubes
-    (``<cube>/mlcube/mlcube.yaml`` beside ``<cube>/project/``), so their top folder can be named as it is."""
-    for candidate in (path, path / "mlcube"):
-        if (candidate / "mlcube.yaml").is_file():
-            return candidate
-    return None
+    @property
+    def cube_path(self) -> Path | None:
+        """What :func:`fedsim.cube.load_cube` reads: the named file, else the folder."""
+        return self.cube_file or self.cube_dir
 
 
 def resolve_target(spec: str, *, base: Path | None = None, name: str | None = None) -> Target:
-    """A path to an MLCube folder (or its ``mlcube.yaml``), else an image reference; anything else is an error."""
+    """A path to a cube (an MLCube or MedPerf container folder, or the file that declares it), else an image
+    reference; anything else is an error."""
     path = Path(spec).expanduser()
     if base is not None and not path.is_absolute():
         path = base / path
     if path.exists():
-        folder = path.parent if path.is_file() else path
-        cube_dir = mlcube_folder(folder)
-        if cube_dir is None:
-            raise SpecError("no mlcube.yaml in this folder (nor in its mlcube/)", file=str(folder), field="submission")
-        cube_dir = cube_dir.resolve()
-        # a FeTS cube is named by its top folder, not by its "mlcube" subfolder
-        default = cube_dir.parent.name if cube_dir.name == "mlcube" else cube_dir.name
-        return Target(name or default, spec, cube_dir=cube_dir)
+        location = locate_cube(path, "submission")
+        cube_file = location.resolve() if location.is_file() else None
+        cube_dir = cube_file.parent if cube_file is not None else location.resolve()
+        return Target(name or default_name(location), spec, cube_dir=cube_dir, cube_file=cube_file)
     looks_like_path = spec.startswith((".", "/", "~")) or spec.endswith((".yaml", ".yml"))
     if looks_like_path or not _IMAGE_REF.match(spec):
-        raise SpecError("no such MLCube folder (nor an image reference)", file=spec, field="submission")
+        raise SpecError(
+            "no such MLCube folder or container config (nor an image reference)", file=spec, field="submission"
+        )
     short = spec.rsplit("/", 1)[-1]
     return Target(name or re.sub(r"[^A-Za-z0-9_.-]", "_", short), spec, image=spec)
 
@@ -103,26 +109,33 @@ def _copy_data(source: Path, target: Path) -> None:
 def _container_checks(
     report: SubmissionReport, cube: CubeSpec, target: Target, options: CheckOptions, runtimes: RuntimePool, key: str
 ) -> bool:
-    """Build the image, then the permission and size checks; False when the image does not build."""
+    """Build, pull or load the image, then the permission and size checks (and, when no Dockerfile told what the
+    image runs, the entrypoint and workdir checks on its config); False when the image is not there."""
     from fedsim.runtimes.docker import container_user
 
     runtime = runtimes.get("docker")
+    archive = cube.image_source is not None and cube.image_source.kind is ImageKind.ARCHIVE
     try:
-        tag = runtime.images.ensure(cube, options.base_image)  # type: ignore[attr-defined]
+        prepared = runtime.prepare(cube, options.base_image)
     except ImageMissing as exc:  # not built (build_strategy pull) and not pullable: the fix names both ways out
         report.checks.append(failed("build", exc.cause, exc.fix))
         return False
     except RuntimeUnavailable as exc:
-        what = "pull or find" if target.image else "build"
-        fix = "load the image locally (docker load)" if target.image else "fix the Dockerfile where the build failed"
+        kind = "image" if target.image else "archive" if archive else "dockerfile"
+        what, fix = BUILD_FAILURE[kind]
         report.checks.append(failed("build", f"cannot {what} the image: {exc}", fix))
         return False
+    assert prepared is not None  # the docker runtime always has an image to prepare
+    tag = prepared.image
     client = runtime.client  # type: ignore[attr-defined]
     attrs = client.images.get(tag).attrs
-    report.checks.append(passed("build", tag))
-    if target.image is not None:
-        cmd = image.config_command(attrs)
-        report.checks += [static.check_entrypoint(cmd), static.check_workdir(cmd, None)]
+    source = cube.image_source
+    loaded = f" (loaded from {Path(source.location).name})" if archive and source is not None else ""
+    report.checks.append(passed("build", tag + loaded))
+    if target.image is not None or static.without_dockerfile(cube):
+        # what the image runs is in its config (a bare image, a pulled one, a loaded archive): check it there
+        report.checks = [c for c in report.checks if c.name not in ("entrypoint", "workdir")]
+        report.checks += static.command_checks(None if target.image else cube, image.config_command(attrs), None)
     report.checks.append(image.permissions_check(client, tag, container_user(), {"fedsim.check": key}))
     report.checks.append(image.size_check(attrs, options.max_image_gb))
     return True
@@ -165,11 +178,12 @@ def check_submission(
         why = "a bare image: the FeTS infer contract (data_path, output_path) is assumed"
         report.checks.append(skipped("mlcube", why))
     else:
-        assert target.cube_dir is not None
-        cube, mlcube_check = static.load_mlcube(target.cube_dir)
-        report.checks.append(mlcube_check)
-        if mlcube_check.status.value == "failed" or cube is None:
-            report.checks.append(skipped("run", "mlcube.yaml is unusable"))
+        assert target.cube_path is not None
+        cube, spec_check = static.load_cube_check(target.cube_path)
+        report.checks.append(spec_check)
+        if spec_check.status.value == "failed" or cube is None:
+            what = "container_config.yaml" if spec_check.name == static.CONTAINER_CONFIG_CHECK else "mlcube.yaml"
+            report.checks.append(skipped("run", f"{what} is unusable"))
             report.check_duration_s = time.monotonic() - started
             return report
         report.checks += static.dockerfile_checks(cube)

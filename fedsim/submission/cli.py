@@ -158,7 +158,13 @@ def register(app: typer.Typer) -> None:
     @app.command("check-submission")
     @json_on_stdout("json_out")
     def check_submission_cmd(
-        submission: Annotated[str, typer.Argument(help="MLCube folder (or its mlcube.yaml), or a docker image")],
+        submission: Annotated[
+            str,
+            typer.Argument(
+                help="a cube folder (MLCube or MedPerf container), its mlcube.yaml or container_config.yaml, or a "
+                "docker image"
+            ),
+        ],
         data: DataOpt = None,
         labels: LabelsOpt = None,
         runtime: RuntimeOpt = "auto",
@@ -240,7 +246,12 @@ def register(app: typer.Typer) -> None:
     @app.command("dry-run")
     @json_on_stdout("json_out")
     def dry_run_cmd(
-        submissions: Annotated[Path, typer.Argument(help="a folder of MLCube folders, or a YAML list of cubes/images")],
+        submissions: Annotated[
+            Path,
+            typer.Argument(
+                help="a folder of cube folders (MLCube or MedPerf container), or a YAML list of cubes/images"
+            ),
+        ],
         out_dir: Annotated[Path, typer.Option("--out", help="where dry_run.csv and dry_run.json go")] = Path("dry-run"),
         data: DataOpt = None,
         labels: LabelsOpt = None,

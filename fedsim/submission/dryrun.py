@@ -19,7 +19,8 @@ from typing import Any
 
 from fedsim.errors import FedsimError, SpecError
 from fedsim.report.console import LiveDisplay
-from fedsim.submission.check import Target, check_submission, mlcube_folder, resolve_target
+from fedsim.submission.check import Target, check_submission, resolve_target
+from fedsim.submission.locate import cube_location
 from fedsim.submission.options import CheckOptions
 from fedsim.submission.report import SubmissionReport
 from fedsim.submission.toydata import CheckData
@@ -43,13 +44,17 @@ CSV_COLUMNS = (
 
 
 def load_submissions(path: Path) -> list[Target]:
-    """A folder of MLCube folders (each with ``mlcube.yaml``), or a YAML list of entries: a path (relative to the
-    list file) or image reference, or ``{name: ..., cube: PATH}`` / ``{name: ..., image: REF}``."""
+    """A folder of cube folders (each with ``mlcube.yaml`` or MedPerf's ``container_config.yaml``), or a YAML list
+    of entries: a path (relative to the list file: a cube folder or the file declaring it) or image reference, or
+    ``{name: ..., cube: PATH}`` / ``{name: ..., image: REF}``."""
     path = Path(path)
     if path.is_dir():
-        targets = [resolve_target(str(d)) for d in sorted(path.iterdir()) if d.is_dir() and mlcube_folder(d)]
+        targets = [resolve_target(str(d)) for d in sorted(path.iterdir()) if d.is_dir() and cube_location(d)]
         if not targets:
-            raise SpecError("no MLCube folder (a folder with mlcube.yaml) in this directory", file=str(path))
+            raise SpecError(
+                "no cube folder (a folder with mlcube.yaml or container_config.yaml) in this directory",
+                file=str(path),
+            )
     elif path.is_file():
         entries = safe_load_file(path)
         if isinstance(entries, dict) and "submissions" in entries:

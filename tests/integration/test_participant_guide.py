@@ -4,6 +4,10 @@
   file of the example cube and the rehearsal is shown;
 - the minimal cube passes ``fedsim check-submission`` on docker and on the local runtime (a copy: nothing is
   written into docs/);
+- the minimal container-config model (MedPerf's format) passes the guide's own command, extracted from the
+  markdown and run as written in a copy of docs/examples; as a ``docker save`` archive (``DockerArchive``) it
+  passes too, and the tag its load added is gone afterwards; ``dry-run`` and ``stress`` take it beside the
+  MLCube;
 - a cube with no ``build_strategy`` whose image was never built fails the build check with both fixes — the
   exact ``docker build`` command, which then works, and ``build_strategy: auto``;
 - the rehearsal site narrows the limits, and the rehearsal benchmark runs the cube through the pipeline;
@@ -30,6 +34,9 @@ from tests.conftest import ROOT
 GUIDE = ROOT / "docs" / "participants.md"
 EXAMPLES = ROOT / "docs" / "examples"
 CUBE = EXAMPLES / "minimal_model"
+CONTAINER = EXAMPLES / "minimal_container"
+CONTAINER_TAG = "fedsim-example/minimal-container:0.1"
+CONTAINER_SECTION = "## A minimal container-config model (MedPerf's format)"
 REHEARSAL = EXAMPLES / "rehearsal"
 FILE_LINE = re.compile(r"^File: \[`(?P<path>docs/[^`]+)`\]\((?P<link>[^)]+)\)\s*$")
 AUTO_FIX = "or set build_strategy: auto in mlcube.yaml"
@@ -82,10 +89,38 @@ def file_blocks(text: str) -> dict[str, tuple[str, str]]:
 def example_files() -> set[str]:
     return {
         p.relative_to(ROOT).as_posix()
-        for folder in (CUBE, REHEARSAL)
+        for folder in (CUBE, CONTAINER, REHEARSAL)
         for p in folder.rglob("*")
         if p.is_file() and "__pycache__" not in p.parts and "workspace" not in p.relative_to(folder).parts
     }
+
+
+def section(text: str, heading: str) -> str:
+    """The guide's text from ``heading`` to the next ``## `` heading."""
+    assert text.count(f"\n{heading}\n") == 1, heading
+    return text.split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def bash_commands(text: str) -> list[list[str]]:
+    """The commands of every ```bash block of ``text``, each split as a shell would (comments dropped)."""
+    blocks = re.findall(r"^```bash\n(.*?)^```$", text, flags=re.MULTILINE | re.DOTALL)
+    return [shlex.split(line, comments=True) for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def container_command() -> list[str]:
+    """The one command the guide's container-config section tells a participant to run."""
+    commands = bash_commands(section(GUIDE.read_text(encoding="utf-8"), CONTAINER_SECTION))
+    assert commands == [["fedsim", "check-submission", "docs/examples/minimal_container"]], commands
+    return commands[0]
+
+
+def as_written(tmp_path: Path, command: list[str], *extra: str) -> subprocess.CompletedProcess[str]:
+    """``command`` run as the guide writes it, from a folder that holds a copy of docs/examples (so the relative
+    path it names resolves, and nothing is written into docs/)."""
+    assert command[0] == "fedsim"
+    if not (tmp_path / "docs" / "examples").is_dir():
+        shutil.copytree(EXAMPLES, tmp_path / "docs" / "examples", ignore=shutil.ignore_patterns("__pycache__"))
+    return fedsim(*command[1:], *extra, cwd=tmp_path)
 
 
 def copy_cube(tmp_path: Path, name: str = "cube") -> Path:
@@ -149,6 +184,10 @@ def test_guide_states_the_contract_and_the_official_limits() -> None:
         "build_strategy: auto",
         "fedsim check-submission",
         "fedsim run benchmark docs/examples/rehearsal --sites docs/examples/rehearsal/my_site.yaml",
+        "container_config.yaml",
+        "`data_path` at `/mlcommons/volumes/data` and `output_path` at `/mlcommons/volumes/predictions`",
+        "container_type: DockerArchive",
+        "no task name and no arguments",
     ):
         assert phrase in text, phrase
 
@@ -179,6 +218,103 @@ def test_minimal_cube_passes_on_docker(tmp_path: Path) -> None:
     assert all(c["status"] == "passed" for c in rep["checks"]), rep["checks"]
     assert checks(rep)["build"]["cause"] == "fedsim-example/minimal-model:0.1"
     assert rep["metrics_mean"]["Dice_WT"] > 0.5
+
+
+# ---------------------------------------------------------------- the minimal container-config model passes
+
+
+def test_the_guides_container_command_is_the_example_folder() -> None:
+    assert (ROOT / container_command()[2]).resolve() == CONTAINER.resolve()
+
+
+@pytest.mark.docker
+def test_container_model_passes_as_written(tmp_path: Path) -> None:
+    proc = as_written(tmp_path, container_command(), "--json", "r.json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rep = report(tmp_path / "r.json")
+    assert rep["verdict"] == "PASS", rep["reason"]
+    assert rep["runtime"] == "docker (singularity fidelity)"  # the command as written: docker where one answers
+    assert all(c["status"] == "passed" for c in rep["checks"]), rep["checks"]
+    found = checks(rep)
+    assert list(found)[:3] == ["container_config", "entrypoint", "workdir"]
+    assert found["entrypoint"]["cause"] == 'runs ["python3", "/project/infer.py"]'
+    assert found["build"]["cause"] == CONTAINER_TAG
+    assert rep["metrics_mean"]["Dice_WT"] > 0.5
+    assert "\nPASS\n" in proc.stdout
+
+
+@pytest.mark.sandbox
+def test_container_model_passes_on_the_local_runtime(tmp_path: Path) -> None:
+    proc = as_written(tmp_path, container_command(), "--runtime", "local", "--json", "r.json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rep = report(tmp_path / "r.json")
+    assert rep["verdict"] == "PASS", rep["reason"]
+    found = checks(rep)
+    assert {n for n, c in found.items() if c["status"] != "passed"} == {"image_permissions", "image_size"}
+    assert rep["metrics_mean"]["Dice_WT"] > 0.5
+
+
+@pytest.mark.docker
+def test_container_model_as_a_docker_save_archive_passes(tmp_path: Path) -> None:
+    """``DockerArchive``: the tar beside the config is loaded by the docker runtime, checked on its image config
+    (no Dockerfile beside it), run, and the tag the load added is taken away again."""
+    import docker
+
+    from fedsim.cube import load_cube
+    from fedsim.runtimes.images import ImageBuilder
+
+    tag = f"fedsim-test/participant-archive-{secrets.token_hex(4)}:0.1"
+    client = docker.from_env()
+    try:
+        built = ImageBuilder(client).ensure(load_cube(CONTAINER), None)  # the guide's image (as the check builds it)
+        client.images.get(built).tag(tag)
+        folder = tmp_path / "archived"
+        folder.mkdir()
+        saved = subprocess.run(
+            ["docker", "save", "-o", str(folder / "model.tar"), tag], capture_output=True, text=True, timeout=300
+        )
+        assert saved.returncode == 0, saved.stderr
+        client.images.remove(tag)  # only the archive has it now: the check must load it
+        config = (CONTAINER / "container_config.yaml").read_text(encoding="utf-8")
+        assert "container_type: DockerImage" in config and f"image: {CONTAINER_TAG}" in config
+        config = config.replace("container_type: DockerImage", "container_type: DockerArchive")
+        (folder / "container_config.yaml").write_text(config.replace(f"image: {CONTAINER_TAG}", "image: model.tar"))
+
+        proc = fedsim("check-submission", "archived/container_config.yaml", "--json", "r.json", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        rep = report(tmp_path / "r.json")
+        assert rep["verdict"] == "PASS", rep["reason"]
+        found = checks(rep)
+        assert all(c["status"] == "passed" for c in rep["checks"]), rep["checks"]
+        assert found["build"]["cause"] == f"{tag} (loaded from model.tar)"
+        assert found["entrypoint"]["cause"] == 'runs ["python3", "/project/infer.py"]'  # from the image's config
+        with pytest.raises(docker.errors.ImageNotFound):
+            client.images.get(tag)  # fedsim took back the tag it loaded
+    finally:
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            client.images.remove(tag, force=True)
+        client.close()
+
+
+@pytest.mark.sandbox
+def test_dry_run_and_stress_take_the_container_model_beside_the_mlcube(tmp_path: Path) -> None:
+    subs = tmp_path / "subs"
+    shutil.copytree(CUBE, subs / "mlcube_model", ignore=shutil.ignore_patterns("__pycache__", "workspace"))
+    shutil.copytree(CONTAINER, subs / "medperf_model", ignore=shutil.ignore_patterns("__pycache__"))
+    out = tmp_path / "dry"
+    proc = fedsim("dry-run", str(subs), "--out", str(out), "--runtime", "local")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = {s["submission"]: s for s in json.loads((out / "dry_run.json").read_text())["submissions"]}
+    assert {n: r["verdict"] for n, r in rows.items()} == {"mlcube_model": "PASS", "medperf_model": "PASS"}
+    assert rows["medperf_model"]["checks"][0]["name"] == "container_config"
+
+    stress = tmp_path / "stress"
+    proc = fedsim(
+        "stress", str(subs / "medperf_model" / "container_config.yaml"), "--shifts", "intensity", "--levels", "1",
+        "--runtime", "local", "--out", str(stress), "--json", str(tmp_path / "stress.json"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "medperf_model" in (stress / "stress_summary.csv").read_text()
 
 
 # ---------------------------------------------------------------- a missing image with no build_strategy
