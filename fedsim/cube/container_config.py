@@ -231,6 +231,14 @@ def _task(name: str, spec: Any, file: Path, defaults: Mapping[str, str | None]) 
             f"{'them' if len(unknown) > 1 else 'it'}, so it cannot take effect; fix: remove it (run options "
             f"belong in run_args: {', '.join(RUN_ARGS)})",
         )
+    for key in ("input_volumes", "output_volumes"):
+        if key in spec and spec[key] is None:
+            raise _error(
+                file,
+                f"{where}.{key}",
+                f"{key} is given with no value (MedPerf fails with a TypeError); fix: list the volumes or remove "
+                f"{key}",
+            )
     inputs = _volumes(spec.get("input_volumes"), f"{where}.input_volumes", file, defaults, output=False)
     outputs = _volumes(spec.get("output_volumes"), f"{where}.output_volumes", file, defaults, output=True)
     mounts = [p.mount_path for p in (*inputs.values(), *outputs.values())]

@@ -11,6 +11,8 @@ its labels and init process — are added after MedPerf's own options and listed
 from __future__ import annotations
 
 import os
+import re
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +64,7 @@ def docker_config(inv: Invocation, image: str) -> dict[str, Any]:
     user = run_user(inv.untrusted)
     env = task_environment(inv)
     cfg: dict[str, Any] = {
+        "name": container_name(inv.task),
         "image": image,
         "command": inv.command,
         "mounts": mounts(inv),
@@ -88,6 +91,12 @@ def docker_config(inv: Invocation, image: str) -> dict[str, Any]:
     return cfg
 
 
+def container_name(task: str) -> str:
+    """MedPerf's ``medperf-<task>-<16 hex>``: fresh for every run, so two jobs of one task never clash; characters
+    docker refuses in a name become ``-``."""
+    return f"medperf-{re.sub(r'[^a-zA-Z0-9_.-]', '-', task)}-{secrets.token_hex(8)}"
+
+
 def docker_argv(cfg: dict[str, Any]) -> list[str]:
     """The ``docker run`` command line of :func:`docker_config`, in MedPerf's order: ``--name``, ``--rm``, ``-u``,
     the volumes, ``--network none``, ``--gpus``, ``--shm-size``, ``--env``, ``--entrypoint``; then fedsim's own
@@ -100,7 +109,9 @@ def docker_argv(cfg: dict[str, Any]) -> list[str]:
         argv += ["--volume", f"{host}:{container}:{'ro' if read_only else 'rw'}"]
     argv += ["--network", cfg["network_mode"]]
     if "gpu_device_ids" in cfg:
-        argv += ["--gpus", f"device={','.join(cfg['gpu_device_ids'])}"]
+        devices = f"device={','.join(cfg['gpu_device_ids'])}"
+        # the docker CLI reads --gpus as CSV: two devices need the item quoted (MedPerf's bare form is refused)
+        argv += ["--gpus", f'"{devices}"' if len(cfg["gpu_device_ids"]) > 1 else devices]
     if "shm_size" in cfg:
         argv += ["--shm-size", str(cfg["shm_size"])]
     for key, value in cfg["environment"].items():
@@ -161,6 +172,7 @@ def singularity_env(prefix: str, inv: Invocation) -> dict[str, str]:
 
 
 __all__ = [
+    "container_name",
     "docker_argv",
     "docker_config",
     "fedsim_docker_options",

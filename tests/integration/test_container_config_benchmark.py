@@ -1,6 +1,7 @@
-"""A benchmark of MedPerf container configs on docker and on the local runtime (issue 21, "done when"): an MLCube data prep, container-config
-models of the three docker types — a ``DockerImage`` fedsim builds from the Dockerfile beside it, a ``DockerArchive``
-and an ``EncryptedDockerArchive`` with its key — beside the MLCube baseline, and a container-config evaluator.
+"""A benchmark of MedPerf container configs on docker and on the local runtime (issue 21, "done when"): an MLCube
+data prep, container-config models of the three docker types — a ``DockerImage`` fedsim builds from the Dockerfile
+beside it, a ``DockerArchive`` and an ``EncryptedDockerArchive`` with its key — beside the MLCube baseline, and a
+container-config evaluator.
 
 Every model runs the baseline's code, so every prediction must be scored and score exactly as the MLCube
 baseline does; each job records the image it ran; the archives' tags are gone after the run (fedsim loaded them),
