@@ -262,14 +262,8 @@ def run_benchmark_cmd(
     offline: OfflineOpt = False,
 ) -> None:
     """Run every site's data prep, every model's inference and the metrics, then rank the models."""
-    from fedsim.pipeline.run import (
-        RunOptions,
-        check_containment,
-        check_run_ids,
-        prepare_run,
-        resume_options,
-        run_benchmark,
-    )
+    from fedsim.pipeline.observer import Fanout
+    from fedsim.pipeline.run import RunOptions, prepare, run_benchmark
     from fedsim.report.console import RunProgress, final_table, model_warnings, ranking_table, stop_on_interrupt
 
     if runtime is not None and runtime not in {"auto", "local", "docker", "singularity"}:
@@ -298,16 +292,13 @@ def run_benchmark_cmd(
         report_writer=_write_html_report,
         decryption_keys=_decryption_keys(decryption_key or []),
     )
-    check_run_ids(options)  # a run id is a plain name in --runs-dir (exit 2)
-    if resume:
-        options = resume_options(options)
-    prepared = prepare_run(options)  # validate first; run_benchmark takes it as it is
-    bench, site_specs, cubes = prepared
-    note = check_containment(site_specs, cubes, options)  # refuse unsandboxed submissions before any output
-    if note is not None:  # fedsim's own bundled cubes, where no sandbox can start: said once
-        out.print(f"[yellow]note[/]: {escape(note)}", highlight=False, soft_wrap=True)
+    # every check before any output (run id, resume, specs, cubes, unsandboxed submissions refused), once
+    prepared = prepare(options)
+    bench = prepared.benchmark
+    if prepared.note is not None:  # fedsim's own bundled cubes, where no sandbox can start: said once
+        out.print(f"[yellow]note[/]: {escape(prepared.note)}", highlight=False, soft_wrap=True)
     out.print(
-        f"benchmark [bold]{bench.name}[/]: {len(site_specs)} sites × {len(bench.models)} models "
+        f"benchmark [bold]{bench.name}[/]: {len(prepared.sites)} sites × {len(bench.models)} models "
         f"({', '.join(m.name for m in bench.models)})"
     )
     from fedsim.executors import Executor, make_executor
@@ -325,16 +316,7 @@ def run_benchmark_cmd(
 
     served = serve_during(serve, runs_dir, say, feed.boards)
     with stop_on_interrupt(err) as stop, RunProgress(out) as progress:
-        report = run_benchmark(
-            options,
-            on_event=progress,
-            on_message=lambda msg: out.print(msg, markup=False, highlight=False),
-            executor=executor,
-            stop_event=stop,
-            on_plan=feed.tee(progress.plan, feed.plan),
-            on_build=feed.tee(progress.build, feed.build),
-            prepared=prepared,
-        )
+        report = run_benchmark(prepared, Fanout(progress, feed), executor=executor, stop_event=stop)
     out.print(final_table(report))
     if report.ranking is not None:
         out.print(ranking_table(report.ranking))

@@ -204,6 +204,7 @@ def job_overhead(client: Any, jobs: int) -> None:
 
 def e2e(runtime: str, with_region_grow: bool, sites: list[Path]) -> None:
     """(c) The bundled benchmark end to end on the docker runtime (synthesis excluded, cached images)."""
+    from fedsim.pipeline.observer import Callbacks
     from fedsim.pipeline.run import RunOptions, run_benchmark
 
     with tempfile.TemporaryDirectory(prefix="fedsim-perf-e2e-") as tmp_s:
@@ -221,7 +222,7 @@ def e2e(runtime: str, with_region_grow: bool, sites: list[Path]) -> None:
         start = time.perf_counter()
         report = run_benchmark(
             RunOptions(benchmark=bench, runtime=runtime, runs_dir=tmp / "runs", sites=tuple(sites)),
-            on_message=lambda msg: print(f"    {msg}"),
+            Callbacks(on_message=lambda msg: print(f"    {msg}")),
         )
         wall = time.perf_counter() - start
         summary = json.loads((report.run.root / "summary.json").read_text())

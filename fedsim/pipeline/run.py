@@ -21,13 +21,14 @@ from fedsim.errors import SpecError, StoreError
 from fedsim.executors.base import Executor
 from fedsim.executors.local import LocalExecutor
 from fedsim.jobs.job import JobKind, JobResult, JobStatus
-from fedsim.pipeline.builds import BuildRecord, BuildSink, build_images, build_summary
+from fedsim.pipeline.builds import BuildRecord, build_images, build_summary
 from fedsim.pipeline.graph import JobGraph
+from fedsim.pipeline.observer import Observer, RunObserver
 from fedsim.pipeline.plan import Cubes, SitePlan, plan
-from fedsim.pipeline.progress import PlanSink, RunPlan
+from fedsim.pipeline.progress import RunPlan
 from fedsim.pipeline.reach import data_reaches_prep
 from fedsim.pipeline.retry import retry_keys
-from fedsim.pipeline.scheduler import EventSink, capacity, record_job, run_all
+from fedsim.pipeline.scheduler import capacity, record_job, run_all
 from fedsim.pipeline.sitedata import ensure_site_data, needs_synthesis
 from fedsim.runtimes.orphans import kill_orphans
 from fedsim.runtimes.policy import DEFAULT_OPTIONS, ContainmentOptions, refuse_unsandboxed, resolve
@@ -334,32 +335,47 @@ def resume_options(options: RunOptions) -> RunOptions:
     )
 
 
+@dataclass(frozen=True)
+class PreparedRun:
+    """A run checked and loaded, nothing started: what :func:`prepare` made of the options (for a resume, the
+    options of the run it continues), the benchmark, its sites and cubes, and the note to show once when fedsim's
+    bundled cubes will run without containment."""
+
+    options: RunOptions
+    benchmark: BenchmarkSpec
+    sites: tuple[SiteSpec, ...]
+    cubes: Cubes
+    note: str | None = None
+
+
+def prepare(options: RunOptions) -> PreparedRun:
+    """Every check a run makes before it writes anything, done once: the run id (:func:`check_run_ids`), a
+    resume's recorded options (:func:`resume_options`), the benchmark, sites and cubes (:func:`prepare_run`),
+    and the refusal of unsandboxed submissions (:func:`check_containment`). Raises the one-line errors."""
+    check_run_ids(options)
+    if options.resume:
+        options = resume_options(options)
+    bench, sites, cubes = prepare_run(options)
+    note = check_containment(sites, cubes, options)
+    return PreparedRun(options, bench, tuple(sites), cubes, note)
+
+
 def run_benchmark(
-    options: RunOptions,
-    on_event: EventSink | None = None,
-    on_message: Any = None,
+    run: PreparedRun | RunOptions,
+    observer: RunObserver | None = None,
+    *,
     executor: Executor | None = None,
     stop_event: threading.Event | None = None,
-    *,
-    on_plan: PlanSink | None = None,
-    on_build: BuildSink | None = None,
-    prepared: tuple[BenchmarkSpec, list[SiteSpec], Cubes] | None = None,
 ) -> RunReport:
-    """Run a benchmark. ``on_plan`` gets the plan before anything runs (:class:`fedsim.pipeline.progress.RunPlan`),
-    ``on_build`` the build phase's events, ``on_event`` every job's start and finish.
-
-    ``prepared``: what the caller already made of ``options`` (the CLI, which validates before any output):
-    it ran :func:`check_run_ids`, :func:`resume_options` (``options`` is then the resumed one),
-    :func:`prepare_run` (its result) and :func:`check_containment`; they are not run again here."""
-    say = on_message or (lambda _msg: None)
-    if prepared is None:
-        check_run_ids(options)
-        if options.resume:
-            options = resume_options(options)
-        prepared = prepare_run(options)
-        if (note := check_containment(prepared[1], prepared[2], options)) is not None:
-            say(f"note: {note}")
-    bench, sites, cubes = prepared
+    """Run a prepared benchmark (given options, :func:`prepare` them first and tell ``observer`` its note).
+    ``observer`` sees the plan before anything runs, the build phase, every job's start and finish, and
+    messages (:mod:`fedsim.pipeline.observer`)."""
+    watch: RunObserver = observer if observer is not None else Observer()
+    if isinstance(run, RunOptions):
+        run = prepare(run)
+        if run.note is not None:
+            watch.message(f"note: {run.note}")
+    options, bench, sites, cubes = run.options, run.benchmark, list(run.sites), run.cubes
     executor = executor or LocalExecutor(options.max_sites)
     try:
         executor.check_sites(sites)
@@ -369,22 +385,19 @@ def run_benchmark(
     raw: list[tuple[SiteSpec, Path]] = []
     for s in sites:
         if needs_synthesis(s):
-            say(f"synthesising {s.data.synthesize.cases} cases for site {s.name} ...")  # type: ignore[union-attr]
+            watch.message(f"synthesising {s.data.synthesize.cases} cases for site {s.name} ...")  # type: ignore[union-attr]
         raw.append((s, ensure_site_data(s)))
     # the one place a run id becomes a path: it stays inside --runs-dir, whoever called us
-    run = RunDirectory((options.runs_dir / check_run_id(options.run_id or new_run_id())).resolve())
+    directory = RunDirectory((options.runs_dir / check_run_id(options.run_id or new_run_id())).resolve())
     try:
         # Held until this function returns or the process dies: no second run or resume of this directory
         # starts meanwhile, so a resume only ever kills the leftovers of a dead run.
-        lock = claim_run(run.root, resume=options.resume is not None, runs_dir=options.runs_dir)
+        lock = claim_run(directory.root, resume=options.resume is not None, runs_dir=options.runs_dir)
     except BaseException:
         executor.close()  # refused before anything ran: release what the executor holds
         raise
     try:
-        return _run_locked(
-            options, run, bench, sites, cubes, raw, say, on_event, executor, stop_event,
-            on_plan=on_plan, on_build=on_build,
-        )  # fmt: skip
+        return _run_locked(options, directory, bench, sites, cubes, raw, watch, executor, stop_event)
     finally:
         lock.release()
 
@@ -396,13 +409,9 @@ def _run_locked(
     sites: list[SiteSpec],
     cubes: Cubes,
     raw: list[tuple[SiteSpec, Path]],
-    say: Any,
-    on_event: EventSink | None,
+    watch: RunObserver,
     executor: Executor,
     stop_event: threading.Event | None,
-    *,
-    on_plan: PlanSink | None = None,
-    on_build: BuildSink | None = None,
 ) -> RunReport:
     """The run proper, while this process holds the run directory's lock."""
     run_id = run.run_id
@@ -416,36 +425,37 @@ def _run_locked(
     if options.resume:
         procs, containers = kill_orphans(run_id)
         if procs or containers:
-            say(f"killed {procs} leftover processes and {containers} containers of the interrupted run")
+            watch.message(f"killed {procs} leftover processes and {containers} containers of the interrupted run")
         ledger.mark_unfinished("interrupted")
         done = {k: JobResult.from_dict(r) for k, r in ledger.done().items()}
         if options.retry_failed:
             again = retry_keys(plans, done)
             done = {k: r for k, r in done.items() if k not in again}
-            say(f"retrying {len(again)} jobs that did not succeed, with their dependants: {', '.join(sorted(again))}")
-        say(f"resuming run {run_id}: {len(done)} finished jobs are kept")
+            watch.message(
+                f"retrying {len(again)} jobs that did not succeed, with their dependants: {', '.join(sorted(again))}"
+            )
+        watch.message(f"resuming run {run_id}: {len(done)} finished jobs are kept")
     ledger.begin_run(run_id, bench.name)
     stop = stop_event or threading.Event()
     started_wall, started = time.time(), time.monotonic()
     resumed = options.resume is not None
     segment = ledger.begin_segment(started_wall, resumed=resumed, retry_failed=resumed and options.retry_failed)
-    sink: EventSink = on_event or (lambda _k, _j, _r: None)
     report = RunReport(run, bench, sites, {})
     try:
         with executor:
             durations = earlier_durations(options.runs_dir, bench.name, exclude=run_id)
-            if on_plan is not None:  # the whole plan before anything runs: the progress counts against it
-                jobs = tuple(j for p in plans for j in p.jobs)
-                concurrency = capacity(JobGraph.from_plans(plans), executor, options.max_sites)
-                on_plan(RunPlan(jobs, frozenset(done), durations, concurrency))
+            # the whole plan before anything runs: the progress counts against it
+            jobs = tuple(j for p in plans for j in p.jobs)
+            concurrency = capacity(JobGraph.from_plans(plans), executor, options.max_sites)
+            watch.plan(RunPlan(jobs, frozenset(done), durations, concurrency))
             # Images first, each once, timed as the run's and never as a job's; a failed one fails its cube's jobs.
-            report.builds, unbuildable = build_images(plans, executor, done=done, stop_event=stop, on_build=on_build)
+            report.builds, unbuildable = build_images(plans, executor, done=done, stop_event=stop, on_build=watch.build)
             for job, res in unbuildable:
                 record_job(ledger, job, res)
-                sink("finished", job, res)
+                watch.job("finished", job, res)
             done = {**done, **{job.key: res for job, res in unbuildable}}
             report.results = run_all(
-                plans, executor, sink, stop, done, ledger, durations=durations, max_jobs=options.max_sites
+                plans, executor, watch.job, stop, done, ledger, durations=durations, max_jobs=options.max_sites
             )
     finally:
         report.interrupted = stop.is_set()
@@ -470,5 +480,5 @@ def _run_locked(
             report.report_html = options.report_writer(run.root)
         except Exception as exc:  # a report problem never turns a finished run into a failure
             log.exception("writing the HTML report failed")
-            say(f"warning: the HTML report could not be written ({type(exc).__name__}: {exc}); see the log")
+            watch.message(f"warning: the HTML report could not be written ({type(exc).__name__}: {exc}); see the log")
     return report

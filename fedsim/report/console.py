@@ -68,9 +68,9 @@ class LiveDisplay:
 
 
 class RunProgress(LiveDisplay):
-    """Receives the plan (:meth:`plan`), the build phase (:meth:`build`) and job events from the scheduler's threads
-    (``__call__``) and renders them: the live view of :mod:`fedsim.report.progress_view` on a terminal, plain lines
-    otherwise."""
+    """The console's observer of a run (:class:`fedsim.pipeline.observer.RunObserver`): the plan, the build phase,
+    job events from the scheduler's threads and messages, rendered as the live view of
+    :mod:`fedsim.report.progress_view` on a terminal, plain lines otherwise."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
@@ -106,7 +106,11 @@ class RunProgress(LiveDisplay):
         if self._live is not None:
             self._live.update(self._render())
 
-    def __call__(self, kind: str, job: Job, result: JobResult | None) -> None:
+    def message(self, line: str) -> None:
+        """A line for the person running fedsim, above the live table (as printed, no markup)."""
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    def job(self, kind: str, job: Job, result: JobResult | None) -> None:
         with self._lock:
             now = time.monotonic()
             if kind == "started":

@@ -80,8 +80,8 @@ BUILD_ACTIONS = frozenset({"built", "pulled", "converted", "loaded", "present", 
 
 
 class RunFeed:
-    """What ``run benchmark --serve`` adds to its console sinks: the build phase (not in the ledger) as a board
-    named after the run, which the run page shows while images are prepared."""
+    """The live view's observer of ``run benchmark --serve`` (beside the console's): the build phase (not in the
+    ledger) as a board named after the run, which the run page shows while images are prepared."""
 
     def __init__(self) -> None:
         self.boards: dict[str, LiveBoard] = {}
@@ -107,9 +107,9 @@ class RunFeed:
             detail = f"{rec.seconds:.1f}s" + (f": {rec.error}" if rec.error else "")
             board.update(rec.image, rec.action, detail)
 
-    def tee(self, first: Any, second: Any) -> Any:
-        def both(value: Any) -> None:
-            first(value)
-            second(value)
+    def job(self, kind: str, job: Any, result: Any) -> None:
+        """Jobs reach the live view through the ledger."""
+        return None
 
-        return both
+    def message(self, line: str) -> None:
+        return None

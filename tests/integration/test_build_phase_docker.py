@@ -14,6 +14,7 @@ import yaml
 
 from fedsim.jobs.job import Job
 from fedsim.pipeline.builds import BuildEvent
+from fedsim.pipeline.observer import Callbacks
 from fedsim.pipeline.run import RunOptions, run_benchmark
 from tests.conftest import CUBES, containers_of_run, small_benchmark
 
@@ -53,7 +54,7 @@ def test_a_cube_built_for_the_run_is_timed_apart_from_its_jobs(tmp_path: Path) -
     run_id = f"build-{uuid.uuid4().hex[:8]}"
     options = RunOptions(benchmark=bench, runs_dir=tmp_path / "runs", run_id=run_id, rank=False)
     try:
-        report = run_benchmark(options, on_event, on_build=on_build)
+        report = run_benchmark(options, Callbacks(on_job=on_event, on_build=on_build))
     finally:
         with contextlib.suppress(Exception):
             docker.from_env().images.remove(tag, force=True)

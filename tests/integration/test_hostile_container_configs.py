@@ -126,6 +126,7 @@ def _sampler(observed: Observed, done: threading.Event) -> None:
 @pytest.fixture(scope="module")
 def cc_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CcRun]:
     from fedsim.jobs.job import JobKind
+    from fedsim.pipeline.observer import Callbacks
     from fedsim.pipeline.run import RunOptions, run_benchmark
     from fedsim.runtimes.docker import DockerRuntime
 
@@ -174,7 +175,7 @@ def cc_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CcRun]:
                     runs_dir=tmp / "runs",
                     run_id=f"hostile-cc-{secrets.token_hex(3)}",
                 ),
-                on_event=on_event,
+                Callbacks(on_job=on_event),
             )
         finally:
             done.set()

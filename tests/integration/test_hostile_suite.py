@@ -216,6 +216,7 @@ def _build_fixture_images() -> None:
 @pytest.fixture(scope="module", params=[pytest.param(r, marks=MARKS[r], id=r) for r in RUNTIMES])
 def hostile_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileRun]:
     from fedsim.jobs.job import JobKind
+    from fedsim.pipeline.observer import Callbacks
     from fedsim.pipeline.run import RunOptions, run_benchmark
 
     runtime = request.param
@@ -282,7 +283,7 @@ def hostile_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         started = time.monotonic()
         try:
             report = run_benchmark(RunOptions(benchmark=bench, runtime=fedsim_runtime, runs_dir=runs, run_id=run_id),
-                                   on_event=on_event)  # fmt: skip
+                                   Callbacks(on_job=on_event))  # fmt: skip
         finally:
             done.set()
             sampler.join(timeout=10)

@@ -42,6 +42,7 @@ from fedsim.executors import LocalExecutor, executor_class  # noqa: E402
 from fedsim.executors.ray import RayExecutor, gpu_ids_from_ray, match_cluster_auth  # noqa: E402
 from fedsim.guard.nvml import GpuDevice  # noqa: E402
 from fedsim.jobs.job import JobStatus  # noqa: E402
+from fedsim.pipeline.observer import Callbacks  # noqa: E402
 from fedsim.pipeline.run import RunOptions, run_benchmark  # noqa: E402
 from tests.conftest import CUBES, FIXTURES, ROOT, small_benchmark  # noqa: E402
 
@@ -325,7 +326,7 @@ def test_stop_kills_the_job_inside_its_task(tmp_path: Path, cluster: str) -> Non
     with RayExecutor(cluster) as executor:
         report = run_benchmark(
             RunOptions(benchmark=bench, runs_dir=tmp_path / "runs", run_id="stop", rank=False),
-            on_event=on_event, executor=executor, stop_event=stop,
+            Callbacks(on_job=on_event), executor=executor, stop_event=stop,
         )  # fmt: skip
     assert report.interrupted
     assert len(seen) >= 2, seen  # (>= : another run of this fixture may share the machine)

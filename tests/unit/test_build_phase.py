@@ -18,6 +18,7 @@ from fedsim.errors import RuntimeUnavailable
 from fedsim.executors import LocalExecutor
 from fedsim.jobs.job import Job, JobStatus
 from fedsim.pipeline.builds import BuildEvent, build_images
+from fedsim.pipeline.observer import Callbacks
 from fedsim.pipeline.plan import SitePlan
 from fedsim.pipeline.progress import RunPlan
 from fedsim.pipeline.run import RunOptions, run_benchmark
@@ -188,7 +189,9 @@ def _run(tmp_path: Path, runtime: BuildingRuntime) -> tuple[Any, list[tuple[str,
         timeline.append((kind, job.key))
 
     options = RunOptions(benchmark=bench, runs_dir=tmp_path / "runs", run_id="build-phase", rank=False)
-    report = run_benchmark(options, on_event, executor=executor, on_plan=plans.append, on_build=on_build)
+    report = run_benchmark(
+        options, Callbacks(on_plan=plans.append, on_build=on_build, on_job=on_event), executor=executor
+    )
     return report, timeline, plans
 
 

@@ -220,7 +220,7 @@ def test_live_progress_prints_the_warning() -> None:
     progress = RunProgress(console)
     floats = _flagged_results()["s0"][1]
     job = _infer_job(Path("/nonexistent"), Path("/d"), Path("/o"))
-    progress("finished", job, floats)
+    progress.job("finished", job, floats)
     text = console.export_text()
     assert "succeeded in 1.0s" in text and "warning: s0/infer.float_labels: 2/2 invalid predictions" in text
 

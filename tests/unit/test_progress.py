@@ -184,8 +184,8 @@ def test_plain_progress_counts_against_the_plan(tmp_path: Path) -> None:
     progress.build(BuildEvent("start", "fedsim-test/x:1", "x"))
     progress.build(BuildEvent("step", "fedsim-test/x:1", "x", line="Step 1/2 : FROM debian"))
     progress.build(BuildEvent("finish", "fedsim-test/x:1", "x", record=record))
-    progress("started", jobs[1], None)
-    progress("finished", jobs[1], _result(jobs[1], duration=0.5))
+    progress.job("started", jobs[1], None)
+    progress.job("finished", jobs[1], _result(jobs[1], duration=0.5))
     out = console.file.getvalue()  # type: ignore[attr-defined]
     assert "4 jobs to run (1 done earlier)" in out
     assert "image fedsim-test/x:1 (x): preparing" in out
