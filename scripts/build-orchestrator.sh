@@ -22,7 +22,7 @@ case "$(uname -m)" in
 esac
 
 DEBIAN="numpy scipy nibabel pyyaml psutil"  # not matplotlib: bookworm has 3.6, fedsim's report needs 3.7+
-EXTRA="click"  # fedsim/cli.py imports click, which recent typer no longer pulls in (undeclared dependency)
+EXTRA="click"  # fedsim/cli/app.py imports click, which recent typer no longer pulls in (undeclared dependency)
 wheel_deps() {  # the project's dependencies minus those Debian provides in the image
   (cd "$root" && DEBIAN="$DEBIAN" "$py" - <<'PY'
 import os, re

@@ -1,7 +1,7 @@
 """``fedsim score``: a folder of predictions against a folder of labels, the metrics cube's YAML out.
 
 What a participant runs on a validation set. Pure functions in :mod:`fedsim.score.folders`; the typer
-command in :mod:`fedsim.score.cli` (registered by ``fedsim.cli``).
+command in :mod:`fedsim.cli.score`.
 """
 
 from __future__ import annotations

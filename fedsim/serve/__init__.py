@@ -1,5 +1,5 @@
 """``fedsim serve``: a read-only live web view of run directories (see :mod:`fedsim.serve.app`).
 
-Kept import-light: the CLI imports :mod:`fedsim.serve.cli`, which loads starlette and uvicorn only when a
+Kept import-light: the CLI imports :mod:`fedsim.serve.during`, which loads starlette and uvicorn only when a
 server starts.
 """

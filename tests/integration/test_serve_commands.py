@@ -25,7 +25,7 @@ import httpx2 as httpx
 import pytest
 from markupsafe import escape
 
-from fedsim.serve.cli import GRACE_S
+from fedsim.serve.during import GRACE_S
 from tests.conftest import CUBES, FIXTURES
 
 pytestmark = [pytest.mark.e2e, pytest.mark.sandbox]

@@ -204,3 +204,45 @@ def test_stdout_is_clean_json_stream() -> None:
         boom(j=True)
     assert sys.stdout is before
     assert isinstance(io.StringIO(), io.TextIOBase)
+
+
+SHARED = ("--runtime", "--gpus", "--allow-unsandboxed", "--offline", "--serve", "--jobs")
+
+
+def test_shared_options_are_declared_once() -> None:
+    """Issue 20: ``--runtime``, ``--gpus``, ``--allow-unsandboxed``, ``--offline``, ``--serve`` and ``--jobs``
+    are typer options of fedsim/cli/options.py only (``score --jobs`` counts cases, a meaning of its own)."""
+    declared = re.compile(r"typer\.Option\(\s*\"(--[a-z-]+)\"")
+    found: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "fedsim").rglob("*.py")):
+        for flag in declared.findall(path.read_text(encoding="utf-8")):
+            if flag in SHARED:
+                found.setdefault(flag, []).append(str(path.relative_to(ROOT)))
+    assert found == {
+        **{flag: ["fedsim/cli/options.py"] for flag in SHARED if flag != "--jobs"},
+        "--jobs": ["fedsim/cli/options.py", "fedsim/cli/score.py"],
+    }
+
+
+def test_the_commands_are_listed_in_the_order_people_use_them() -> None:
+    text = _help([])
+    order = ["run", "sites", "check-submission", "dry-run", "report", "runs", "rank", "score", "stress", "serve"]
+    names = re.findall(rf"^\W*({'|'.join(order)})\s", text, re.M)
+    assert names == order
+
+
+def test_commands_that_run_jobs_share_one_runtime_and_gpus_help() -> None:
+    import typer
+
+    group = typer.main.get_command(app)
+    commands = {
+        "run benchmark": group.commands["run"].commands["benchmark"],  # type: ignore[attr-defined]
+        "check-submission": group.commands["check-submission"],  # type: ignore[attr-defined]
+        "dry-run": group.commands["dry-run"],  # type: ignore[attr-defined]
+        "stress": group.commands["stress"],  # type: ignore[attr-defined]
+    }
+    for flag in SHARED:
+        helps = {
+            name: p.help for name, cmd in commands.items() for p in cmd.params if flag in getattr(p, "opts", ())
+        }
+        assert len(helps) >= 2 and len(set(helps.values())) == 1, (flag, helps)

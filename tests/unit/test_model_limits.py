@@ -72,7 +72,7 @@ def test_the_three_builders_give_the_same_limits(tmp_path: Path) -> None:
 
 
 def test_check_submission_takes_max_pids_from_its_benchmark(tmp_path: Path) -> None:
-    from fedsim.submission.cli import _max_pids
+    from fedsim.cli.checks import _max_pids
 
     bench = small_benchmark(tmp_path, sites=1, cases=1)
     doc = yaml.safe_load((bench / "benchmark.yaml").read_text())

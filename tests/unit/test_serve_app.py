@@ -15,7 +15,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from fedsim.serve.app import ServeConfig, create_app
-from fedsim.serve.cli import DEFAULT_PORT, expand_serve_flag, start_background
+from fedsim.serve.during import DEFAULT_PORT, expand_serve_flag, start_background
 from fedsim.serve.live import LiveBoard
 from fedsim.store.ledger import Ledger
 from fedsim.store.ledger_view import ledger_signature, read_ledger
@@ -286,7 +286,7 @@ def test_bare_serve_flag_gets_the_default_port() -> None:
 
 def test_off_a_terminal_the_view_stays_for_the_grace_only(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """pytest's stdin is no terminal: ``keep_serving`` waits ``GRACE_S``, then stops; interrupted: at once."""
-    import fedsim.serve.cli as serve_cli
+    import fedsim.serve.during as serve_cli
 
     runs.mkdir()
     monkeypatch.setattr(serve_cli, "GRACE_S", 0.3)

@@ -1,4 +1,4 @@
-"""``fedsim score PREDICTIONS LABELS``; registered by :func:`register` from ``fedsim.cli``."""
+"""``fedsim score PREDICTIONS LABELS``: a folder of predictions against a folder of labels."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``fedsim runs list`` and ``fedsim runs show ID``: the run history of a ``--runs-dir`` (see :mod:`.history`)."""
+"""``fedsim runs list`` and ``fedsim runs show ID``: the run history of a ``--runs-dir`` (fedsim.report.history)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,8 @@
-"""``fedsim stress``; registered by :func:`register` from ``fedsim.cli``. Heavy imports live in the command."""
+"""``fedsim stress``: models under acquisition shifts of growing severity. Heavy imports live in the command."""
 
 from __future__ import annotations
 
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,7 +10,17 @@ from typing import Annotated, Any
 import typer
 
 from fedsim.bundled import BENCHMARK as DEFAULT_BENCHMARK  # package data: there after any `pip install`
-from fedsim.serve.cli import ServeOpt
+from fedsim.cli.options import (
+    AllowUnsandboxedOpt,
+    GpusOpt,
+    JobsOpt,
+    RuntimeOpt,
+    ServeOpt,
+    check_runtime,
+    containment_options,
+    select_gpus,
+)
+from fedsim.cli.output import consoles
 
 
 def _csv_list(value: str, what: str) -> list[str]:
@@ -64,9 +73,7 @@ def stress(
         Path | None,
         typer.Option("--benchmark", help="benchmark dir: limits and metric set (default: the bundled one)"),
     ] = None,
-    runtime: Annotated[
-        str, typer.Option("--runtime", help="auto, local, docker or singularity (docker's fidelity mode without it)")
-    ] = "auto",
+    runtime: RuntimeOpt = "auto",
     out_dir: Annotated[Path | None, typer.Option("--out", help="output directory (default runs/stress-<time>)")] = None,
     json_file: Annotated[Path | None, typer.Option("--json", help="also write the JSON results here")] = None,
     cases: Annotated[
@@ -76,44 +83,23 @@ def stress(
         str, typer.Option("--shape", help="shape of the synthetic toy cases (240,240,155 for full size)")
     ] = "96,96,64",
     seed: Annotated[int, typer.Option("--seed", help="seed of the shifts (direction, fields, noise)")] = 0,
-    jobs: Annotated[
-        int | None, typer.Option("--jobs", "-j", min=1, metavar="N", help="jobs at once (default: CPUs)")
-    ] = None,
-    gpus: Annotated[
-        str | None,
-        typer.Option(
-            "--gpus",
-            metavar="LIST",
-            help="the GPUs jobs may use, e.g. 0,1 (NVML indices or UUIDs); default: CUDA_VISIBLE_DEVICES, else all",
-        ),
-    ] = None,
-    unsandboxed: Annotated[
-        bool,
-        typer.Option(
-            "--allow-unsandboxed",
-            help="where neither Docker nor the bubblewrap sandbox can run, run the models as plain host processes",
-        ),
-    ] = False,
+    jobs: JobsOpt = None,
+    gpus: GpusOpt = None,
+    unsandboxed: AllowUnsandboxedOpt = False,
     serve: ServeOpt = None,
 ) -> None:
     """Generalization stress test: models under controlled acquisition shifts of growing severity.
 
     Runs each model's infer on shifted copies of the cases under the federation's runtime and limits.
     """
-    from rich.console import Console
     from rich.table import Table
 
-    from fedsim.runtimes.policy import ContainmentOptions
     from fedsim.stress.plot import write_curves
     from fedsim.stress.results import write_exports
     from fedsim.stress.run import StressOptions, run_stress
 
-    out = Console(width=None if sys.stdout.isatty() else 150)
-    err = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
-    if runtime not in {"auto", "local", "docker", "singularity"}:
-        raise typer.BadParameter("choose auto, local, docker or singularity", param_hint="--runtime")
-    from fedsim.guard.nvml import select_gpus
-
+    out, err = consoles()
+    check_runtime(runtime)
     select_gpus(gpus)  # SpecError (exit 2) for a GPU NVML does not see
     if benchmark is None and (DEFAULT_BENCHMARK / "benchmark.yaml").is_file():
         benchmark = DEFAULT_BENCHMARK
@@ -126,15 +112,15 @@ def stress(
         shifts=tuple(_csv_list(shifts, "shifts")),
         levels=_ints(levels, "levels"),
         benchmark=benchmark,
-        runtime=runtime,
+        runtime=runtime or "auto",
         cases=cases,
         shape=(dims[0], dims[1], dims[2]),
         seed=seed,
         jobs=jobs,
-        containment=ContainmentOptions(unsandboxed),
+        containment=containment_options(unsandboxed),
     )
 
-    from fedsim.serve.cli import keep_serving, serve_during
+    from fedsim.serve.during import keep_serving, serve_during
     from fedsim.serve.live import LiveBoard
 
     board = LiveBoard("stress", options.out.name)

@@ -1,4 +1,4 @@
-"""``fedsim check-submission`` and ``fedsim dry-run``; registered by :func:`register` from ``fedsim.cli``.
+"""``fedsim check-submission`` and ``fedsim dry-run``: one submission checked, or many at once.
 
 Heavy imports live inside the command functions so ``fedsim --help`` stays fast. Exit codes of
 check-submission: 0 PASS and PASS with warnings (WARN: the federation would accept it), 1 FAIL (it would fail
@@ -8,8 +8,6 @@ the cube or score cases as missing), 2 fedsim itself could not run the check.
 from __future__ import annotations
 
 import json
-import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -18,9 +16,20 @@ from typing import Annotated, Any
 
 import typer
 
+from fedsim.cli.options import (
+    AllowUnsandboxedOpt,
+    GpusOpt,
+    JobsOpt,
+    OfflineOpt,
+    RuntimeOpt,
+    ServeOpt,
+    containment_options,
+    select_gpus,
+    use_offline,
+)
+from fedsim.cli.output import consoles
 from fedsim.report.console import stop_on_interrupt
 from fedsim.report.jsonout import emit_json, json_on_stdout, to_stdout
-from fedsim.serve.cli import ServeOpt
 from fedsim.submission.options import (
     MAX_IMAGE_GB,
     OFFICIAL_GPU_MEMORY_GB,
@@ -29,12 +38,6 @@ from fedsim.submission.options import (
     OUTPUT_MB_PER_CASE,
 )
 
-RuntimeOpt = Annotated[
-    str,
-    typer.Option(
-        "--runtime", help="auto (docker in singularity-fidelity mode if an engine answers), docker, singularity, local"
-    ),
-]
 TimeoutOpt = Annotated[float, typer.Option("--timeout-per-case-s", min=0.1, help="wall clock per case (official: 180)")]
 RamOpt = Annotated[float, typer.Option("--ram-gb", min=0.01, help="RAM limit in GB (official: 40)")]
 GpuOpt = Annotated[float, typer.Option("--gpu-memory-gb", min=0.01, help="GPU memory limit in GB (official: 11)")]
@@ -48,38 +51,6 @@ LabelsOpt = Annotated[Path | None, typer.Option("--labels", help="labels of prep
 CasesOpt = Annotated[int, typer.Option("--cases", min=1, max=50, help="number of synthetic toy cases")]
 WorkOpt = Annotated[Path | None, typer.Option("--work-dir", help="where data copies, outputs and logs go")]
 BaseOpt = Annotated[str | None, typer.Option("--base-image", help="BASE_IMAGE build argument (a site's mirror)")]
-GpusOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--gpus",
-        metavar="LIST",
-        help="the GPUs checks may use, e.g. 0,1 (NVML indices or UUIDs); default: CUDA_VISIBLE_DEVICES, else all",
-    ),
-]
-
-OfflineOpt = Annotated[
-    bool,
-    typer.Option(
-        "--offline",
-        help="build a cube's Python environment (local runtime) from caches only: no package index is asked",
-    ),
-]
-
-
-def use_offline(offline: bool) -> None:
-    """``--offline``: this process's environment builds use caches only (``FEDSIM_OFFLINE``, seen by pyenv)."""
-    if offline:
-        from fedsim.runtimes.pyenv import OFFLINE_ENV
-
-        os.environ[OFFLINE_ENV] = "1"
-
-
-def _select_gpus(gpus: str | None) -> None:
-    from fedsim.guard.nvml import select_gpus
-
-    select_gpus(gpus)  # SpecError (exit 2) for a GPU NVML does not see
-
-
 BenchmarkOpt = Annotated[
     Path | None,
     typer.Option(
@@ -120,14 +91,6 @@ def _max_pids(benchmark: Path | None) -> int:
     from fedsim.spec.models import DEFAULT_MAX_PIDS
 
     return load_benchmark(benchmark).limits.max_pids if benchmark is not None else DEFAULT_MAX_PIDS
-
-
-def _consoles() -> tuple[Any, Any]:
-    from rich.console import Console
-
-    out = Console(width=None if sys.stdout.isatty() else 150)
-    err = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
-    return out, err
 
 
 def _as_exit_2(err: Any) -> Any:
@@ -191,16 +154,15 @@ def register(app: typer.Typer) -> None:
         and each site's time and memory headroom. Exit 0: PASS or PASS with warnings; 1: FAIL; 2: fedsim could
         not run the check."""
         from fedsim.executors.local import LocalExecutor
-        from fedsim.runtimes.policy import ContainmentOptions
         from fedsim.store import write_json_atomic
         from fedsim.submission.check import check_submission, resolve_target
         from fedsim.submission.options import CheckOptions
         from fedsim.submission.render import report_view
         from fedsim.submission.toydata import toy_data, user_data
 
-        out, err = _consoles()
+        out, err = consoles()
         options = CheckOptions(
-            runtime=runtime,
+            runtime=runtime or "auto",
             timeout_per_case_s=timeout_per_case_s,
             ram_gb=ram_gb,
             gpu_memory_gb=gpu_memory_gb,
@@ -210,11 +172,11 @@ def register(app: typer.Typer) -> None:
             work_dir=work_dir,
             keep=keep,
             # one's own cube: without docker or bubblewrap it runs plainly, and says so
-            containment=ContainmentOptions(True, as_sites=True),
+            containment=containment_options(True, as_sites=True),
         )
         use_offline(offline)
         with _as_exit_2(err):
-            _select_gpus(gpus)
+            select_gpus(gpus)
             target = resolve_target(submission)
             options = replace(
                 options, sites=_site_budgets(benchmark, out), labels=_labels(benchmark), max_pids=_max_pids(benchmark)
@@ -264,10 +226,7 @@ def register(app: typer.Typer) -> None:
         cases: CasesOpt = 2,
         work_dir: WorkOpt = None,
         base_image: BaseOpt = None,
-        jobs: Annotated[
-            int | None,
-            typer.Option("--jobs", "-j", min=1, metavar="N", help="checks in flight (default: 2 × CPUs)"),
-        ] = None,
+        jobs: JobsOpt = None,
         max_parallel: Annotated[
             int | None, typer.Option("--max-parallel", min=1, hidden=True, help="old name of --jobs")
         ] = None,
@@ -278,27 +237,19 @@ def register(app: typer.Typer) -> None:
                 "--json", metavar="FILE", help="also write every report as JSON ('-': on stdout, the rest on stderr)"
             ),
         ] = None,
-        unsandboxed: Annotated[
-            bool,
-            typer.Option(
-                "--allow-unsandboxed",
-                help="where neither Docker nor the bubblewrap sandbox can run, run the submissions as plain host "
-                "processes (no containment)",
-            ),
-        ] = False,
+        unsandboxed: AllowUnsandboxedOpt = False,
         benchmark: BenchmarkOpt = None,
         serve: ServeOpt = None,
     ) -> None:
         """Check every submission concurrently (as GPUs, RAM and CPUs allow); a table plus CSV/JSON exports."""
-        from fedsim.runtimes.policy import ContainmentOptions
         from fedsim.submission.dryrun import DryRunProgress, dry_run, load_submissions, write_exports
         from fedsim.submission.options import CheckOptions
         from fedsim.submission.render import dry_run_table, forecast_table
         from fedsim.submission.toydata import toy_data, user_data
 
-        out, err = _consoles()
+        out, err = consoles()
         options = CheckOptions(
-            runtime=runtime,
+            runtime=runtime or "auto",
             timeout_per_case_s=timeout_per_case_s,
             ram_gb=ram_gb,
             gpu_memory_gb=gpu_memory_gb,
@@ -306,10 +257,10 @@ def register(app: typer.Typer) -> None:
             max_image_gb=max_image_gb,
             base_image=base_image,
             work_dir=(work_dir or out_dir / "work").resolve(),
-            containment=ContainmentOptions(unsandboxed, as_sites=True),
+            containment=containment_options(unsandboxed, as_sites=True),
         )
         with _as_exit_2(err):
-            _select_gpus(gpus)
+            select_gpus(gpus)
             targets = load_submissions(submissions)
             refuse_unsandboxed(options)
             options = replace(
@@ -321,7 +272,7 @@ def register(app: typer.Typer) -> None:
                 f"(limits: {timeout_per_case_s:g} s/case, {ram_gb:g} GB RAM, {gpu_memory_gb:g} GB GPU)",
                 highlight=False,
             )
-            from fedsim.serve.cli import keep_serving, serve_during
+            from fedsim.serve.during import keep_serving, serve_during
             from fedsim.serve.live import LiveBoard
 
             board = LiveBoard("dry-run", out_dir.name, [t.name for t in targets], result=out_dir.name)

@@ -1,21 +1,18 @@
-"""``fedsim serve`` and the ``--serve [PORT]`` option of ``run benchmark``, ``dry-run`` and ``stress``.
+"""The web view served during a command: ``--serve [PORT]`` of ``run benchmark``, ``dry-run`` and ``stress``.
 
-``fedsim serve`` checks its options, then replaces its process with the lean ``python -m fedsim.serve`` (see
-:mod:`fedsim.serve.__main__`). ``--serve`` starts the same server in a background thread of the command's own
-process (so it sees the command's in-memory progress too) and prints its URL; the server only reads the run
-directory and never holds a lock a run needs. When the command's work is done, :func:`keep_serving` decides how
-long the view stays: until Ctrl-C for someone at a terminal, a short grace period in scripts and CI.
+(``fedsim serve``, the command, is :mod:`fedsim.cli.serve`.) ``--serve`` starts the same server in a background
+thread of the command's own process (so it sees the command's in-memory progress too) and prints its URL; the
+server only reads the run directory and never holds a lock a run needs. When the command's work is done,
+:func:`keep_serving` decides how long the view stays: until Ctrl-C for someone at a terminal, a short grace
+period in scripts and CI.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
-
-import typer
+from typing import TYPE_CHECKING
 
 from fedsim.serve.server import DEFAULT_PORT, Served, start_background
 
@@ -25,26 +22,13 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_PORT",
     "GRACE_S",
-    "ServeOpt",
     "Served",
     "expand_serve_flag",
     "keep_serving",
-    "register",
     "serve_during",
     "start_background",
 ]
 
-ServeOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--serve",
-        metavar="[PORT]",
-        min=0,
-        max=65535,
-        help=f"also serve a live web view of it on 127.0.0.1:PORT (default {DEFAULT_PORT}; see fedsim serve); "
-        "afterwards it stays up until Ctrl-C at a terminal, a few seconds otherwise",
-    ),
-]
 GRACE_S = 3.0  # off a terminal, after the work: time for open pages to receive the final state
 Say = Callable[[str], object]
 
@@ -103,45 +87,3 @@ def keep_serving(served: Served | None, say: Say, *, interrupted: bool = False) 
             pass
     finally:
         served.stop()
-
-
-def serve_cmd(
-    runs_dir: Annotated[Path, typer.Option("--runs-dir", metavar="DIR", help="the run directories to show")] = Path(
-        "runs"
-    ),
-    host: Annotated[
-        str, typer.Option("--host", help="address to bind; anything but loopback requires a token")
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="port (0: any free one)")] = DEFAULT_PORT,
-    token: Annotated[
-        str | None,
-        typer.Option("--token", help="require this token on every request (default off localhost: a generated one)"),
-    ] = None,
-) -> None:
-    """A live web view of the runs, dry runs and checks in --runs-dir (read-only; Ctrl-C stops it)."""
-    if not Path(runs_dir).is_dir():
-        raise typer.BadParameter(f"{runs_dir} is not a directory", param_hint="--runs-dir")
-    from fedsim.serve.__main__ import TOKEN_ENV
-
-    argv = ["--runs-dir", str(runs_dir), "--host", host, "--port", str(port)]
-    if _real_stdout():  # the usual case: become the lean server process (same PID, same terminal)
-        if token is not None:
-            os.environ[TOKEN_ENV] = token
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.execv(sys.executable, [sys.executable, "-m", "fedsim.serve", *argv])
-    from fedsim.serve.server import run_foreground  # in-process (click's CliRunner has no real stdout)
-
-    run_foreground(runs_dir, host, port, token, lambda line: typer.echo(line))
-
-
-def _real_stdout() -> bool:
-    try:
-        sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):
-        return False
-    return True
-
-
-def register(app: typer.Typer) -> None:
-    app.command("serve")(serve_cmd)
