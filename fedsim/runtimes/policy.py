@@ -132,7 +132,7 @@ def check_image(cube: CubeSpec, caps: Capabilities, runtime: str) -> None:
         what = {ImageKind.SIF: "a Singularity file", ImageKind.ARCHIVE: "a docker save archive"}.get(kind, "an image")
         raise RuntimeUnavailable(
             f"cube {cube.name!r} is {what}, which the {runtime} runtime cannot run (it runs: {able}); fix: "
-            + ("use the singularity runtime, or the local one" if kind is ImageKind.SIF else "use the docker runtime")
+            + ("use the singularity runtime" if kind is ImageKind.SIF else "use the docker or the singularity runtime")
         )
     if cube.convention is CallConvention.MOUNT_PATHS and not caps.mounts_at_paths:
         raise RuntimeUnavailable(

@@ -2,7 +2,10 @@
 
 ``prepare`` turns the cube's docker image into a SIF once — ``build x.sif docker-daemon://IMAGE:TAG``,
 cached by the docker image's digest under ``<cache>/sif`` — unless the cube ships a SIF in its
-``singularity: {image: ...}`` section. Conversion happens before a job's clock starts.
+``singularity: {image: ...}`` section. A container config's image file is MedPerf's way: a ``docker save``
+archive becomes a SIF (``docker-archive://``, cached by the archive's sha256), a SIF URL is downloaded once, and
+an encrypted archive or SIF is decrypted into a private folder outside the cache, removed when the run ends.
+Conversion happens before a job's clock starts.
 
 Flags, as FeTS passed them to model cubes (``Isolation.untrusted``):
 
@@ -30,15 +33,18 @@ from __future__ import annotations
 import fcntl
 import os
 import shlex
+import shutil
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
-from fedsim.cube import CubeSpec, ImageKind, Invocation, container_mounts
+from fedsim.cube import CubeSpec, ImageKind, ImageSource, Invocation, container_mounts
 from fedsim.errors import RuntimeUnavailable
 from fedsim.runtimes import engine, mountpaths, select
 from fedsim.runtimes.base import BuildProgress, Capabilities, Prepared, ProcessHandle, Runtime
+from fedsim.runtimes.imagefiles import DECRYPTED_PREFIX, check_digest, decrypted, fetch
 from fedsim.runtimes.images import ImageBuilder
 from fedsim.runtimes.process import HostProcess
 from fedsim.store.cache import cache_root
@@ -148,6 +154,16 @@ def daemon_ref(image: str) -> str:
     return f"docker-daemon://{image}" if ":" in name or "@" in name else f"docker-daemon://{image}:latest"
 
 
+def is_remote_or_sealed(src: ImageSource) -> bool:
+    """A Singularity file that is not simply a local path to run: downloaded, or gpg-encrypted."""
+    return src.encrypted or src.location.startswith(("http://", "https://"))
+
+
+def _sif_key(cube: CubeSpec, base_image: str | None) -> tuple[str, str | None, str | None]:
+    """Which prepared SIF a job runs: the cube, its docker image (if any) and the build's base image."""
+    return (cube.name, cube.docker.image if cube.docker else None, base_image)
+
+
 class SingularityRuntime(Runtime):
     name = "singularity"
     capabilities = Capabilities(
@@ -157,7 +173,7 @@ class SingularityRuntime(Runtime):
         containment="singularity",
         runs_images=True,
         mounts_at_paths=True,
-        image_kinds=frozenset({ImageKind.REGISTRY, ImageKind.SIF}),  # archives: not converted yet (docker loads them)
+        image_kinds=frozenset({ImageKind.REGISTRY, ImageKind.ARCHIVE, ImageKind.SIF}),
     )
 
     def __init__(self, binary: str | None = None, docker_client: Any = None, cache_dir: Path | None = None) -> None:
@@ -173,6 +189,8 @@ class SingularityRuntime(Runtime):
         self._cache_dir = cache_dir
         self._sifs: dict[tuple[str, str | None, str | None], Path] = {}
         self._guard = threading.Lock()
+        self._provenance: dict[tuple[str, str | None, str | None], dict[str, str]] = {}
+        self._private: list[Path] = []  # 0700 folders of SIFs made from encrypted images: removed by close()
 
     @property
     def cache_dir(self) -> Path:
@@ -184,14 +202,71 @@ class SingularityRuntime(Runtime):
         self, cube: CubeSpec, base_image: str | None = None, *, progress: BuildProgress | None = None
     ) -> Prepared:
         src = cube.image_source
-        if src is not None and src.kind is ImageKind.SIF and (src.encrypted or src.location.startswith("http")):
-            what = "an encrypted Singularity file" if src.encrypted else "a Singularity file to download"
-            raise RuntimeUnavailable(
-                f"cube {cube.name!r} is {what}, which fedsim's singularity runtime does not run yet; fix: decrypt or "
-                "download it and give its local path in 'image' (SingularityFile)"
-            )
+        if src is not None and (
+            src.kind is ImageKind.ARCHIVE or (src.kind is ImageKind.SIF and is_remote_or_sealed(src))
+        ):
+            key = _sif_key(cube, base_image)
+            with self._guard:
+                known = self._sifs.get(key)
+            if known is not None:
+                return Prepared(str(known), "present")
+            sif, action, sha = self._file_sif(cube, src, progress)
+            with self._guard:
+                self._sifs[key] = sif
+                self._provenance[key] = {"reference": src.location.rsplit("/", 1)[-1], "file_sha256": sha}
+            return Prepared(str(sif), action)
         sif, action = self._sif_action(cube, base_image, progress)
         return Prepared(str(sif), action)
+
+    def _file_sif(self, cube: CubeSpec, src: ImageSource, progress: BuildProgress | None) -> tuple[Path, str, str]:
+        """The SIF of an image file, as MedPerf makes it: a ``docker save`` archive built into a SIF (``build
+        x.sif docker-archive://FILE``, cached by the archive's sha256), a downloaded SIF from the cache; an
+        encrypted one decrypted first (gpg, :func:`decrypted`) into a private folder, never the cache, and
+        removed by :meth:`close` when the run ends. Returns the SIF, what was done and the file's sha256."""
+        def say(line: str) -> None:
+            if progress is not None:
+                progress(cube.name, line)
+
+        path = fetch(cube, src, say)
+        sha = check_digest(cube, path, src)
+        if not src.encrypted:
+            if src.kind is ImageKind.SIF:
+                return path, "present", sha
+            cache = self.cache_dir
+            cache.mkdir(parents=True, exist_ok=True)
+            sif = cache / f"archive-{sha.removeprefix('sha256:')}.sif"
+            with open(cache / f"{sif.stem}.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if sif.is_file():
+                    return sif, "present", sha
+                say(f"converting {path.name} to {sif.name}")
+                self._build(sif, f"docker-archive://{path}", path.name)
+            return sif, "converted", sha
+        folder = Path(tempfile.mkdtemp(prefix=DECRYPTED_PREFIX + "sif-"))
+        folder.chmod(0o700)
+        with self._guard:
+            self._private.append(folder)
+        sif = folder / "image.sif"
+        say(f"decrypting {path.name}")
+        with decrypted(cube, path, src.decryption_key) as plain:
+            if src.kind is ImageKind.SIF:
+                shutil.move(plain, sif)
+                return sif, "decrypted", sha
+            self._build(sif, f"docker-archive://{plain}", path.name)  # the plain archive goes with the block
+        return sif, "decrypted", sha
+
+    def provenance(self, cube: CubeSpec, base_image: str | None = None) -> dict[str, str] | None:
+        with self._guard:
+            return self._provenance.get(_sif_key(cube, base_image))
+
+    def close(self) -> None:
+        """Remove the SIFs made from encrypted images (MedPerf deletes its decrypted SIF after each run)."""
+        with self._guard:
+            folders, self._private = self._private, []
+            for key in [k for k, sif in self._sifs.items() if any(f in sif.parents for f in folders)]:
+                del self._sifs[key]
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def sif_for(self, cube: CubeSpec, base_image: str | None = None) -> Path:
         """The SIF to run: the cube's own, else its docker image converted once per digest."""
@@ -200,7 +275,7 @@ class SingularityRuntime(Runtime):
     def _sif_action(
         self, cube: CubeSpec, base_image: str | None, progress: BuildProgress | None = None
     ) -> tuple[Path, str]:
-        key = (cube.name, cube.docker.image if cube.docker else None, base_image)
+        key = _sif_key(cube, base_image)
         with self._guard:
             if key in self._sifs:
                 return self._sifs[key], "present"
@@ -245,7 +320,7 @@ class SingularityRuntime(Runtime):
             if not sif.is_file():
                 if progress is not None:
                     progress(tag, f"converting {tag} to {sif.name}")
-                self._build(sif, tag)
+                self._build(sif, daemon_ref(tag), tag)
                 action = "converted" if action == "present" else action
         return sif, action
 
@@ -258,12 +333,14 @@ class SingularityRuntime(Runtime):
             raise RuntimeUnavailable(f"cannot read the digest of {tag}: {exc}") from exc
         return image_id.split(":", 1)[-1]
 
-    def _build(self, sif: Path, tag: str) -> None:
+    def _build(self, sif: Path, source: str, tag: str) -> None:
+        """``build`` ``sif`` from ``source`` (``docker-daemon://…``, ``docker-archive://…``); ``tag`` names it in
+        errors."""
         tmp = sif.with_name(f".{sif.stem}.{os.getpid()}.{threading.get_ident()}.tmp.sif")
         env = dict(os.environ)  # the build is trusted; it needs DOCKER_HOST and friends
         tool = env_prefix(self.binary).removesuffix("ENV_")
         env.setdefault(f"{tool}_TMPDIR", str(self.cache_dir))  # the unpacked rootfs is large: not /tmp
-        argv = [self.binary, "build", str(tmp), daemon_ref(tag)]
+        argv = [self.binary, "build", str(tmp), source]
         try:
             proc = subprocess.run(
                 argv,
@@ -293,7 +370,7 @@ class SingularityRuntime(Runtime):
     def _sif_hint(self, inv: Invocation) -> str:
         """The prepared SIF, else the best guess without I/O (``run docker-daemon://`` also works by hand)."""
         cube = inv.cube
-        key = (cube.name, cube.docker.image if cube.docker else None, inv.isolation.base_image)
+        key = _sif_key(cube, inv.isolation.base_image)
         with self._guard:
             if key in self._sifs:
                 return str(self._sifs[key])

@@ -144,7 +144,7 @@ def test_the_same_benchmark_on_the_local_runtime_runs_what_it_can(tmp_path: Path
     assert refused["status"] == "failed"
     assert refused["reason"] == (
         "cube 'cc_archive' is a docker save archive, which the local (in its bubblewrap sandbox) runtime cannot run "
-        "(it runs: registry); fix: use the docker runtime"
+        "(it runs: registry); fix: use the docker or the singularity runtime"
     )
     results = yaml.safe_load((report.run.root / "results" / "s0.yaml").read_text())
     assert len(results) == 2

@@ -1036,7 +1036,7 @@ def test_row46_singularity_file_on_docker(tmp_path: Path) -> None:
     assert str(err.value) == (
         "cube 'cube' is a Singularity file, which the docker runtime cannot run (it runs: "
         + ", ".join(k.value for k in DockerRuntime.capabilities.image_kinds)
-        + "); fix: use the singularity runtime, or the local one"
+        + "); fix: use the singularity runtime"
     )
     check_image(load_cube(cube_dir), SingularityRuntime.capabilities, "singularity")
 
