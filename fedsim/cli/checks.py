@@ -93,6 +93,16 @@ def _max_pids(benchmark: Path | None) -> int:
     return load_benchmark(benchmark).limits.max_pids if benchmark is not None else DEFAULT_MAX_PIDS
 
 
+def _key_file(path: Path | None) -> Path | None:
+    """``--decryption-key FILE``: a file that exists (its content is read by gpg only, never here)."""
+    if path is None:
+        return None
+    found = path.expanduser()
+    if not found.is_file():
+        raise typer.BadParameter(f"no key file {found}", param_hint="--decryption-key")
+    return found.resolve()
+
+
 def _as_exit_2(err: Any) -> Any:
     """fedsim's own errors exit with 2 here (1 means FAIL); the message stays one line."""
     from fedsim.errors import FedsimError
@@ -149,6 +159,14 @@ def register(app: typer.Typer) -> None:
         gpus: GpusOpt = None,
         benchmark: BenchmarkOpt = None,
         offline: OfflineOpt = False,
+        decryption_key: Annotated[
+            Path | None,
+            typer.Option(
+                "--decryption-key",
+                metavar="FILE",
+                help="the gpg passphrase file of an encrypted image (EncryptedDockerArchive, EncryptedSingularityFile)",
+            ),
+        ] = None,
     ) -> None:
         """Will the federation accept this submission? Static checks, a run on toy cases, output validation,
         and each site's time and memory headroom. Exit 0: PASS or PASS with warnings; 1: FAIL; 2: fedsim could
@@ -171,6 +189,7 @@ def register(app: typer.Typer) -> None:
             base_image=base_image,
             work_dir=work_dir,
             keep=keep,
+            decryption_key=_key_file(decryption_key),
             # one's own cube: without docker or bubblewrap it runs plainly, and says so
             containment=containment_options(True, as_sites=True),
         )

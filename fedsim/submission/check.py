@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psutil
 
-from fedsim.cube import CubeSpec, ImageKind, image_only_cube
+from fedsim.cube import CubeSpec, ImageKind, image_only_cube, with_image_settings
 from fedsim.errors import RuntimeUnavailable, SpecError
 from fedsim.executors.base import Executor
 from fedsim.jobs.job import JobStatus
@@ -156,6 +156,25 @@ def _metrics(report: SubmissionReport, predictions: Path, data: CheckData) -> No
     report.checks.append(passed("metrics", f"mean Dice {dice} over {len(rows)} cases"))
 
 
+def with_key(cube: CubeSpec, key: Path | None) -> CubeSpec:
+    """The submission with its ``--decryption-key``: needed by an encrypted image, an error for any other (a key
+    that cannot take effect), each a one-line error (exit 2: fedsim cannot run the check as asked)."""
+    src = cube.image_source
+    encrypted = src is not None and src.encrypted
+    if encrypted and key is None:
+        raise SpecError(
+            f"{cube.name!r} is an encrypted image ({cube.spec_file}); fix: pass --decryption-key FILE, the gpg "
+            "passphrase file it was encrypted with",
+            field="--decryption-key",
+        )
+    if key is not None and not encrypted:
+        raise SpecError(
+            f"--decryption-key cannot take effect: {cube.name!r}'s image is not encrypted; fix: leave it out",
+            field="--decryption-key",
+        )
+    return with_image_settings(cube, key, None, None, "--decryption-key") if encrypted else cube
+
+
 def check_submission(
     target: Target,
     options: CheckOptions,
@@ -174,6 +193,12 @@ def check_submission(
     phase(target.name, "static checks")
     cube: CubeSpec | None
     if target.image is not None:
+        if options.decryption_key is not None:
+            raise SpecError(
+                f"--decryption-key cannot take effect: {target.spec} is a registry image, never encrypted; fix: "
+                "leave it out, or give the container config of the encrypted archive",
+                field="--decryption-key",
+            )
         cube = image_only_cube(target.name, target.image)
         why = "a bare image: the FeTS infer contract (data_path, output_path) is assumed"
         report.checks.append(skipped("mlcube", why))
@@ -186,6 +211,7 @@ def check_submission(
             report.checks.append(skipped("run", f"{what} is unusable"))
             report.check_duration_s = time.monotonic() - started
             return report
+        cube = with_key(cube, options.decryption_key)
         report.checks += static.dockerfile_checks(cube)
 
     policy = resolve(options.runtime, cube, untrusted=True, options=options.containment)

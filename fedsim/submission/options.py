@@ -46,6 +46,8 @@ class CheckOptions:
     sites: tuple[SiteBudget, ...] = ()
     # the label values a valid prediction holds: the benchmark's (``data.labels``; FeTS by default)
     labels: tuple[int, ...] = (0, 1, 2, 4)
+    # --decryption-key FILE: the gpg passphrase file of an encrypted submission image (read by gpg only)
+    decryption_key: Path | None = None
 
     def limits(self) -> dict[str, float]:
         return {

@@ -24,6 +24,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -254,10 +255,10 @@ def test_container_model_passes_on_the_local_runtime(tmp_path: Path) -> None:
     assert rep["metrics_mean"]["Dice_WT"] > 0.5
 
 
-@pytest.mark.docker
-def test_container_model_as_a_docker_save_archive_passes(tmp_path: Path) -> None:
-    """``DockerArchive``: the tar beside the config is loaded by the docker runtime, checked on its image config
-    (no Dockerfile beside it), run, and the tag the load added is taken away again."""
+@contextlib.contextmanager
+def _saved_guide_image(folder: Path) -> Iterator[str]:
+    """The guide's image as ``folder/model.tar`` (``docker save``) under a fresh tag that only the archive holds
+    afterwards; yields the tag and removes whatever is left of it."""
     import docker
 
     from fedsim.cube import load_cube
@@ -268,18 +269,36 @@ def test_container_model_as_a_docker_save_archive_passes(tmp_path: Path) -> None
     try:
         built = ImageBuilder(client).ensure(load_cube(CONTAINER), None)  # the guide's image (as the check builds it)
         client.images.get(built).tag(tag)
-        folder = tmp_path / "archived"
         folder.mkdir()
         saved = subprocess.run(
             ["docker", "save", "-o", str(folder / "model.tar"), tag], capture_output=True, text=True, timeout=300
         )
         assert saved.returncode == 0, saved.stderr
         client.images.remove(tag)  # only the archive has it now: the check must load it
-        config = (CONTAINER / "container_config.yaml").read_text(encoding="utf-8")
-        assert "container_type: DockerImage" in config and f"image: {CONTAINER_TAG}" in config
-        config = config.replace("container_type: DockerImage", "container_type: DockerArchive")
-        (folder / "container_config.yaml").write_text(config.replace(f"image: {CONTAINER_TAG}", "image: model.tar"))
+        yield tag
+        with pytest.raises(docker.errors.ImageNotFound):
+            client.images.get(tag)  # fedsim took back the tag it loaded
+    finally:
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            client.images.remove(tag, force=True)
+        client.close()
 
+
+def _guide_config(kind: str, image: str) -> str:
+    config = (CONTAINER / "container_config.yaml").read_text(encoding="utf-8")
+    assert "container_type: DockerImage" in config and f"image: {CONTAINER_TAG}" in config
+    return config.replace("container_type: DockerImage", f"container_type: {kind}").replace(
+        f"image: {CONTAINER_TAG}", f"image: {image}"
+    )
+
+
+@pytest.mark.docker
+def test_container_model_as_a_docker_save_archive_passes(tmp_path: Path) -> None:
+    """``DockerArchive``: the tar beside the config is loaded by the docker runtime, checked on its image config
+    (no Dockerfile beside it), run, and the tag the load added is taken away again."""
+    folder = tmp_path / "archived"
+    with _saved_guide_image(folder) as tag:
+        (folder / "container_config.yaml").write_text(_guide_config("DockerArchive", "model.tar"))
         proc = fedsim("check-submission", "archived/container_config.yaml", "--json", "r.json", cwd=tmp_path)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         rep = report(tmp_path / "r.json")
@@ -288,12 +307,52 @@ def test_container_model_as_a_docker_save_archive_passes(tmp_path: Path) -> None
         assert all(c["status"] == "passed" for c in rep["checks"]), rep["checks"]
         assert found["build"]["cause"] == f"{tag} (loaded from model.tar)"
         assert found["entrypoint"]["cause"] == 'runs ["python3", "/project/infer.py"]'  # from the image's config
-        with pytest.raises(docker.errors.ImageNotFound):
-            client.images.get(tag)  # fedsim took back the tag it loaded
-    finally:
-        with contextlib.suppress(docker.errors.ImageNotFound):
-            client.images.remove(tag, force=True)
-        client.close()
+
+
+@pytest.mark.docker
+def test_an_encrypted_archive_passes_with_its_key_and_is_one_line_without(tmp_path: Path) -> None:
+    """``EncryptedDockerArchive``: ``--decryption-key FILE`` decrypts it (gpg, a private folder, removed after the
+    load); without the key, or with a key for a plain archive, one line and exit 2; the passphrase is in no
+    output, report or log."""
+    import tempfile
+
+    folder = tmp_path / "sealed"
+    with _saved_guide_image(folder):
+        key = tmp_path / "passphrase.txt"
+        key.write_text("correct horse battery\n")
+        home = tmp_path / "gpghome"
+        home.mkdir(mode=0o700)
+        gpg = ["gpg", "--homedir", str(home), "--batch", "--yes", "--pinentry-mode", "loopback"]
+        gpg += ["--passphrase-file", str(key), "--symmetric", "--output", str(folder / "model.tar.gpg")]
+        subprocess.run([*gpg, str(folder / "model.tar")], check=True, capture_output=True, timeout=300)
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False, capture_output=True)
+        (folder / "model.tar").unlink()
+        (folder / "container_config.yaml").write_text(_guide_config("EncryptedDockerArchive", "model.tar.gpg"))
+
+        missing = fedsim("check-submission", "sealed", cwd=tmp_path)
+        assert missing.returncode == 2, missing.stdout + missing.stderr
+        (line,) = [ln for ln in missing.stderr.splitlines() if ln.startswith("error:")]  # one line, no traceback
+        assert "is an encrypted image" in line and "fix: pass --decryption-key FILE" in line
+        assert "Traceback" not in missing.stderr
+
+        before = set(Path(tempfile.gettempdir()).glob("fedsim-decrypted-*"))
+        work = tmp_path / "work"
+        proc = fedsim(
+            "check-submission", "sealed", "--decryption-key", str(key), "--json", "r.json", "--work-dir", str(work),
+            "--keep", cwd=tmp_path,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        rep = report(tmp_path / "r.json")
+        assert rep["verdict"] == "PASS", rep["reason"]
+        assert set(Path(tempfile.gettempdir()).glob("fedsim-decrypted-*")) == before  # nothing decrypted left
+        said = proc.stdout + proc.stderr + (tmp_path / "r.json").read_text()
+        said += "".join(p.read_text(errors="replace") for p in work.rglob("*") if p.is_file() and p.suffix == ".log")
+        assert "correct horse" not in said
+
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "container_config.yaml").write_text(_guide_config("DockerImage", CONTAINER_TAG))
+    wasted = fedsim("check-submission", "plain", "--decryption-key", str(key), cwd=tmp_path)
+    assert wasted.returncode == 2 and "--decryption-key cannot take effect" in wasted.stderr, wasted.stderr
 
 
 @pytest.mark.sandbox

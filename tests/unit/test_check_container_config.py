@@ -287,3 +287,23 @@ def test_the_guide_model_is_medperfs_model_template_shape() -> None:
         "image": "fedsim-example/minimal-container:0.1",
         "tasks": {"infer": VOLUMES},
     }
+
+
+def test_check_submission_takes_the_key_an_encrypted_image_needs(tmp_path: Path) -> None:
+    """``--decryption-key FILE``: required by an encrypted image, refused for any other (it cannot take effect)."""
+    from fedsim.submission.check import with_key
+    from tests.container_configs import infer_task
+
+    key = tmp_path / "key.txt"
+    key.write_text("pass\n")
+    task = {"infer": infer_task()}
+    sealed = load_cube(write_config(tmp_path / "sealed", "EncryptedDockerArchive", "m.tar.gpg", task))
+    with pytest.raises(SpecError, match=r"is an encrypted image .*fix: pass --decryption-key FILE"):
+        with_key(sealed, None)
+    keyed = with_key(sealed, key)
+    assert keyed.image_source is not None and keyed.image_source.decryption_key == key
+    assert "pass" not in repr(keyed.image_source)  # the key file's path only, and not even that in the repr
+    plain = load_cube(write_config(tmp_path / "plain", "DockerArchive", "m.tar", {"infer": infer_task()}))
+    assert with_key(plain, None) is plain
+    with pytest.raises(SpecError, match=r"--decryption-key cannot take effect: 'plain'"):
+        with_key(plain, key)
