@@ -195,8 +195,10 @@ def test_one_poller_serves_every_client(live: tuple[Path, Ledger], runs: Path) -
             http.stream("GET", "/runs/r1/events") as a,
             http.stream("GET", "/runs/r1/events") as b,
         ):
-            assert _next_event(a.iter_lines())[0] == "state"
-            assert _next_event(b.iter_lines())[0] == "state"
+            # the line iterators stay referenced: a dropped one closes its stream (and the server unsubscribes it)
+            lines_a, lines_b = a.iter_lines(), b.iter_lines()
+            assert _next_event(lines_a)[0] == "state"
+            assert _next_event(lines_b)[0] == "state"
             pollers = site.hub.pollers
             assert list(pollers) == ["run:r1"]
             assert len(pollers["run:r1"].subscribers) == 2
